@@ -1,0 +1,71 @@
+# Cairn: `make run` starts a node on the defaults; `make test` installs what
+# the tests need (if missing) and runs every test.
+
+GO          ?= go
+BIN         := bin/cairn
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+TOOLS       := $(CURDIR)/.cache/bin
+STATICCHECK := $(TOOLS)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+PROTOC_GEN_GO_VERSION := v1.36.12
+# Seconds of fuzzing per fuzz target in `make fuzz`; `make test` runs the
+# seed corpus only.
+FUZZTIME    ?= 60s
+
+export CGO_ENABLED ?= 0
+
+.PHONY: all build run test unit integration check fmt vet staticcheck bench fuzz generate clean test-deps
+
+all: build
+
+## build: the static cairn binary in bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cairn
+
+## run: a single node on the embedded defaults (data in ./cairn-data,
+## HTTP on 127.0.0.1:4001, Raft on 127.0.0.1:4002)
+run: build
+	./$(BIN) serve
+
+## test: static checks, unit tests with the race detector, then the
+## integration tests against the real binary
+test: test-deps check build
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+	CAIRN_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -tags integration ./tests/...
+
+## test-deps: install what the tests need when it is missing
+test-deps: $(STATICCHECK)
+	@command -v gcc >/dev/null || (apt-get update && apt-get install -y gcc)
+
+$(STATICCHECK):
+	GOBIN=$(TOOLS) CGO_ENABLED=0 $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+check: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./tests/...
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags integration ./tests/...
+
+## bench: the benchmarks (write throughput, analysis, codec)
+bench: build
+	CAIRN_BINARY=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem -tags integration ./...
+
+## fuzz: fuzz the request decoder for FUZZTIME
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeStatements -fuzztime $(FUZZTIME) ./server/
+
+## generate: regenerate the protobuf code (needs protoc)
+generate:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	PATH=$(TOOLS):$$PATH $(GO) generate ./...
+
+clean:
+	rm -rf bin .cache/bin

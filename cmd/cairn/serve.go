@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairndb/cairn/cluster"
+	"github.com/cairndb/cairn/cmd/cairn/config"
+	"github.com/cairndb/cairn/server"
+	"github.com/cairndb/cairn/statemachine"
+)
+
+func newServeCommand(env []string) *cobra.Command {
+	var (
+		path         string
+		validateOnly bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node",
+		Long: `Run a Cairn node. With no configuration at all it runs a single-node
+cluster with its data in ./cairn-data, HTTP on 127.0.0.1:4001 and Raft on
+127.0.0.1:4002. Every key of the TOML file can be set with CAIRN_<SECTION>_<KEY>.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" {
+				path = lookupEnv(env, "CAIRN_CONFIG")
+			}
+			cfg, err := config.Load(path, env)
+			if validateOnly {
+				return reportValidation(cmd.OutOrStdout(), cfg, err)
+			}
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("invalid configuration:\n%w", err)}
+			}
+			return serve(cmd.Context(), cfg, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (TOML); also CAIRN_CONFIG")
+	cmd.Flags().BoolVar(&validateOnly, "validate-only", false, "check the configuration and environment, print the result and exit")
+	return cmd
+}
+
+func lookupEnv(env []string, key string) string {
+	for _, kv := range env {
+		if len(kv) > len(key) && kv[:len(key)] == key && kv[len(key)] == '=' {
+			return kv[len(key)+1:]
+		}
+	}
+	return ""
+}
+
+// reportValidation prints the effective configuration, or every problem.
+func reportValidation(w io.Writer, cfg *config.Config, err error) error {
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("invalid configuration:\n%w", err)}
+	}
+	fmt.Fprintln(w, "configuration is valid; effective values (secrets redacted):")
+	fmt.Fprintln(w, cfg.Redacted())
+	return nil
+}
+
+// newLogger builds the process logger from the [log] section.
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Paths of a node's files under node.data_dir.
+func dbPath(dataDir string) string {
+	return filepath.Join(dataDir, "state_machine", "db", "cairn.db")
+}
+
+// serve runs a node until ctx is cancelled (SIGINT/SIGTERM), then shuts it
+// down in rqlite's order: HTTP, leadership hand-over, Raft, database.
+func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
+	logger := newLogger(cfg.Log, logw).With("node", cfg.Node.ID)
+	if cfg.PostgresMode() {
+		return &exitError{code: 2, err: errors.New("db.url: Postgres mode is not available in this version; leave db.url empty for the embedded SQLite")}
+	}
+	// Everything this process creates is for its own user only.
+	syscall.Umask(0o077)
+
+	release, err := lockDataDir(cfg.Node.DataDir)
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	db, err := statemachine.OpenFresh(dbPath(cfg.Node.DataDir))
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer db.Close()
+
+	members, err := cfg.Members()
+	if err != nil {
+		return err
+	}
+	cm := make([]cluster.Member, len(members))
+	for i, m := range members {
+		cm[i] = cluster.Member{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Voter: true}
+	}
+	node := cluster.New(cluster.Config{
+		ID:                cfg.Node.ID,
+		DataDir:           cfg.Node.DataDir,
+		RaftAddr:          cfg.Node.RaftAddr,
+		RaftAdvertise:     cfg.Node.RaftAdvertise,
+		HTTPAdvertise:     cfg.Node.HTTPAdvertise,
+		Members:           cm,
+		SnapshotThreshold: cfg.Cluster.SnapshotThreshold,
+		SnapshotInterval:  cfg.Cluster.SnapshotInterval,
+		TrailingLogs:      cfg.Cluster.TrailingLogs,
+		HeartbeatTimeout:  cfg.Cluster.HeartbeatTimeout,
+		ElectionTimeout:   cfg.Cluster.ElectionTimeout,
+		ApplyTimeout:      cfg.Cluster.ApplyTimeout,
+		Logger:            logger,
+	}, db)
+	if err := node.Open(ctx); err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+
+	srv := server.New(server.Config{
+		MaxBodySize:    int64(cfg.HTTP.MaxBodySize),
+		RequestTimeout: cfg.HTTP.RequestTimeout,
+		ReadTimeout:    cfg.HTTP.ReadTimeout,
+		WriteTimeout:   cfg.HTTP.WriteTimeout,
+		IdleTimeout:    cfg.HTTP.IdleTimeout,
+		Version:        version,
+		NodeID:         cfg.Node.ID,
+	}, node, logger)
+	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
+		defer cancel()
+		return errors.Join(fmt.Errorf("listen for http on %s: %w", cfg.Node.HTTPAddr, err), node.Close(closeCtx))
+	}
+	logger.Info("cairn node started", "version", version, "http", srv.URL(), "raft", cfg.Node.RaftAdvertise, "data_dir", cfg.Node.DataDir, "members", len(members))
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx) }()
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-serveErr:
+		if err != nil {
+			logger.Error("http server stopped", "error", err)
+		}
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	start := time.Now()
+	var errs []error
+	if err := srv.Close(shutdownCtx); err != nil {
+		errs = append(errs, fmt.Errorf("close http: %w", err))
+	}
+	if err := node.Close(shutdownCtx); err != nil {
+		errs = append(errs, fmt.Errorf("close raft: %w", err))
+	}
+	if err := db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close database: %w", err))
+	}
+	logger.Info("stopped", "duration", time.Since(start))
+	return errors.Join(errs...)
+}
+
+// lockDataDir creates dir (mode 0700) and takes an exclusive lock on it, so
+// two processes never share one data directory.
+func lockDataDir(dir string) (release func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("restrict data dir %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another cairn process: %w", dir, err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
