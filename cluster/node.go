@@ -552,3 +552,6 @@ func (n *Node) Status(context.Context) (Status, error) {
 	}
 	return st, nil
 }
+
+// Raft is the underlying hashicorp/raft instance, for tests and tools.
+func (n *Node) Raft() *raft.Raft { return n.raft }

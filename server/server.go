@@ -372,6 +372,9 @@ func (s *Server) logRequest(r *http.Request, rec *responseRecorder, info *reques
 	}
 	level := slog.LevelDebug
 	switch {
+	case isProbe(r.URL.Path) && status == http.StatusServiceUnavailable:
+		// Orchestrators poll probes every few seconds while a node starts
+		// or drains; a 503 there is an answer, not an incident.
 	case status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout:
 		level = slog.LevelWarn
 	case status >= 500:
@@ -402,6 +405,11 @@ func (s *Server) logRequest(r *http.Request, rec *responseRecorder, info *reques
 		attrs = append(attrs, slog.String("write_error", info.writeErr.Error()))
 	}
 	s.logger.LogAttrs(ctx, level, "http request", attrs...)
+}
+
+// isProbe reports whether path is a health probe.
+func isProbe(path string) bool {
+	return path == "/readyz" || path == "/livez"
 }
 
 // requestInfo travels in a request's context so that handlers can record
