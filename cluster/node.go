@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,6 +39,9 @@ type Config struct {
 	HTTPAdvertise string
 	// Members is the bootstrap configuration, identical on every node.
 	Members []Member
+	// Secret is the cluster secret every node-to-node connection and
+	// request proves knowledge of. Empty only for a single node.
+	Secret []byte
 
 	// SnapshotThreshold is how many entries since the last snapshot trigger
 	// one; SnapshotInterval how often that is checked; TrailingLogs how
@@ -124,15 +126,10 @@ func (n *Node) Open(ctx context.Context) error {
 		store.Close()
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
-	advertise, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAdvertise)
+	transport, err := n.newTransport(hlog.Named("transport"))
 	if err != nil {
 		store.Close()
-		return fmt.Errorf("resolve raft advertise address %q: %w", n.cfg.RaftAdvertise, err)
-	}
-	transport, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advertise, 3, 10*time.Second, hlog.Named("transport"))
-	if err != nil {
-		store.Close()
-		return fmt.Errorf("listen for raft on %s: %w", n.cfg.RaftAddr, err)
+		return err
 	}
 
 	rc := raft.DefaultConfig()

@@ -46,6 +46,9 @@ const (
 	logKeyAddr      = "addr"
 )
 
+// InternalPrefix is the path under which Config.Internal serves.
+const InternalPrefix = "/internal/"
+
 // requestIDHeader carries the request ID in and out.
 const requestIDHeader = "X-Request-Id"
 
@@ -74,6 +77,9 @@ type Config struct {
 	// NodeID is this node's id, reported by /livez without asking the
 	// Store.
 	NodeID string
+	// Internal, when set, serves every path under /internal/: the
+	// node-to-node endpoints, which authenticate requests themselves.
+	Internal http.Handler
 }
 
 // withDefaults returns c with its zero fields filled in.
@@ -321,6 +327,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 // dispatch finds the route for the path and checks the method.
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Internal != nil && strings.HasPrefix(r.URL.Path, InternalPrefix) {
+		s.cfg.Internal.ServeHTTP(w, r)
+		return
+	}
 	rt, ok := s.routes[r.URL.Path]
 	if !ok {
 		s.writeError(w, r, apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no such endpoint: %s", r.URL.Path)}, false)

@@ -120,6 +120,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		RaftAdvertise:     cfg.Node.RaftAdvertise,
 		HTTPAdvertise:     cfg.Node.HTTPAdvertise,
 		Members:           cm,
+		Secret:            []byte(cfg.Cluster.Secret.Value()),
 		SnapshotThreshold: cfg.Cluster.SnapshotThreshold,
 		SnapshotInterval:  cfg.Cluster.SnapshotInterval,
 		TrailingLogs:      cfg.Cluster.TrailingLogs,
