@@ -15,7 +15,7 @@ FUZZTIME    ?= 60s
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run test unit integration check fmt vet staticcheck bench fuzz generate clean test-deps
+.PHONY: all build run cluster cluster-stop cluster-clean test check fmt vet staticcheck bench fuzz generate clean test-deps
 
 all: build
 
@@ -27,6 +27,17 @@ build:
 ## HTTP on 127.0.0.1:4001, Raft on 127.0.0.1:4002)
 run: build
 	./$(BIN) serve
+
+## cluster: a local three-node cluster on loopback (HTTP 4001/4011/4021)
+cluster: build
+	scripts/cluster.sh start
+
+## cluster-stop: stop it (data stays in ./cluster-data); cluster-clean: and delete it
+cluster-stop:
+	scripts/cluster.sh stop
+
+cluster-clean:
+	scripts/cluster.sh clean
 
 ## test: static checks, unit tests with the race detector, then the
 ## integration tests against the real binary

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,6 +55,14 @@ type Config struct {
 	ElectionTimeout  time.Duration
 	// ApplyTimeout bounds a write when the request has no deadline.
 	ApplyTimeout time.Duration
+	// LeaderWait bounds how long a request that needs the leader waits
+	// for one to be elected or reachable, never past the request's
+	// deadline (default DefaultLeaderWait). Then it fails with ErrNoLeader.
+	LeaderWait time.Duration
+	// MaxForwardBodySize bounds the body of a request forwarded to this
+	// node (default DefaultMaxForwardBodySize). Keep it above the HTTP
+	// API's own limit.
+	MaxForwardBodySize int64
 
 	Logger *slog.Logger
 }
@@ -81,6 +90,11 @@ type Node struct {
 	observer  *raft.Observer
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+
+	// client forwards requests to the leader; authLog rate-limits the
+	// warnings about forwarded requests refused here.
+	client  *http.Client
+	authLog logLimiter
 }
 
 var _ Backend = (*Node)(nil)
@@ -97,10 +111,17 @@ func New(cfg Config, db *statemachine.DB) *Node {
 	if cfg.ApplyTimeout <= 0 {
 		cfg.ApplyTimeout = 10 * time.Second
 	}
+	if cfg.LeaderWait <= 0 {
+		cfg.LeaderWait = DefaultLeaderWait
+	}
+	if cfg.MaxForwardBodySize <= 0 {
+		cfg.MaxForwardBodySize = DefaultMaxForwardBodySize
+	}
 	return &Node{
 		cfg:    cfg,
 		db:     db,
 		logger: cfg.Logger,
+		client: newForwardClient(),
 	}
 }
 
@@ -184,7 +205,17 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	n.raft, n.store, n.transport = r, store, transport
 
-	if !existing {
+	// A fresh node whose peers already run a cluster (it was added to
+	// cluster.nodes later, or its data dir was wiped) joins that cluster
+	// instead of bootstrapping one.
+	joinVia := ""
+	if !existing && len(n.cfg.Members) > 1 {
+		joinVia = n.discoverLeader(ctx)
+	}
+	switch {
+	case joinVia != "":
+		n.logger.Info("found an existing cluster: joining it instead of bootstrapping", "leader_http", joinVia)
+	case !existing:
 		servers := make([]raft.Server, 0, len(n.cfg.Members))
 		for _, m := range n.cfg.Members {
 			suffrage := raft.Voter
@@ -198,7 +229,7 @@ func (n *Node) Open(ctx context.Context) error {
 			return fmt.Errorf("bootstrap cluster: %w", err)
 		}
 		n.logger.Info("bootstrapped new cluster", "members", len(servers))
-	} else {
+	default:
 		n.logger.Info("resuming from existing raft state", "last_index", n.readyTarget.Load())
 	}
 
@@ -215,6 +246,13 @@ func (n *Node) Open(ctx context.Context) error {
 		defer n.wg.Done()
 		n.observe(ctx)
 	}()
+	if joinVia != "" {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.joinLoop(ctx, joinVia)
+		}()
+	}
 	return nil
 }
 
@@ -253,6 +291,7 @@ func (n *Node) Close(ctx context.Context) error {
 	n.raft.DeregisterObserver(n.observer)
 	n.cancel()
 	n.wg.Wait()
+	n.client.CloseIdleConnections()
 	return n.shutdownRaft()
 }
 
@@ -291,43 +330,95 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 }
 
 // Execute rewrites non-deterministic SQL, then commits req through Raft.
+// A follower forwards it to the leader.
 func (n *Node) Execute(ctx context.Context, req *command.Request) ([]command.Result, error) {
-	if err := n.checkLeader(); err != nil {
-		return nil, err
-	}
-	prepared, _, err := n.prepare(req)
-	if err != nil {
-		return nil, err
-	}
-	return n.apply(ctx, command.Type_TYPE_EXECUTE, prepared)
+	return n.serve(ctx, command.Type_TYPE_EXECUTE, req, QueryOptions{})
 }
 
-// Query runs read-only statements at opts.Level.
+// Query runs read-only statements at opts.Level. A follower serves level
+// none itself and forwards the other levels to the leader.
 func (n *Node) Query(ctx context.Context, req *command.Request, opts QueryOptions) ([]command.Result, error) {
-	prepared, readOnly, err := n.prepare(req)
-	if err != nil {
-		return nil, err
-	}
-	if i := firstWrite(readOnly); i >= 0 {
-		return nil, fmt.Errorf("%w: statement %d (%q) would modify data; send it to /db/execute", ErrNotReadOnly, i, truncate(req.Statements[i].GetSql()))
-	}
-	return n.read(ctx, prepared, opts)
+	return n.serve(ctx, command.Type_TYPE_QUERY, req, opts)
 }
 
 // Request runs a mix of reads and writes: reads alone are served like
-// Query, anything that writes goes through the log.
+// Query, anything that writes goes through the log (on a follower, through
+// the leader).
 func (n *Node) Request(ctx context.Context, req *command.Request, opts QueryOptions) ([]command.Result, error) {
-	prepared, readOnly, err := n.prepare(req)
+	return n.serve(ctx, command.Type_TYPE_REQUEST, req, opts)
+}
+
+// serve runs a call of type typ (Execute, Query or Request): on this node
+// when it can, else on the leader (see route). The request is analysed
+// here first, so that a statement that is invalid, or that writes in a
+// Query, is refused without a round trip.
+func (n *Node) serve(ctx context.Context, typ command.Type, req *command.Request, opts QueryOptions) ([]command.Result, error) {
+	if n.closed.Load() {
+		return nil, ErrClosed
+	}
+	local, write, err := n.plan(typ, req, opts)
 	if err != nil {
 		return nil, err
 	}
-	if firstWrite(readOnly) < 0 {
-		return n.read(ctx, prepared, opts)
+	if !write && opts.Level == command.LevelNone {
+		return local(ctx)
 	}
-	if err := n.checkLeader(); err != nil {
+	// The leader analyses and rewrites the request as the client sent it.
+	fr := &command.ForwardRequest{
+		Type:        typ,
+		Request:     req,
+		Level:       uint32(opts.Level),
+		FreshnessNs: int64(opts.Freshness),
+	}
+	return n.route(ctx, fr, write, local)
+}
+
+// serveLocal runs a call on this node and never forwards it: what the
+// leader does with a forwarded request. Off the leader it fails with
+// ErrNotLeader or ErrNoLeader (level-none reads aside).
+func (n *Node) serveLocal(ctx context.Context, typ command.Type, req *command.Request, opts QueryOptions) ([]command.Result, error) {
+	if n.closed.Load() {
+		return nil, ErrClosed
+	}
+	local, _, err := n.plan(typ, req, opts)
+	if err != nil {
 		return nil, err
 	}
-	return n.apply(ctx, command.Type_TYPE_REQUEST, prepared)
+	return local(ctx)
+}
+
+// plan analyses req for a call of type typ and returns how to run it on
+// this node, and whether it writes. A write runs only on the leader; a read
+// checks leadership as its level requires.
+func (n *Node) plan(typ command.Type, req *command.Request, opts QueryOptions) (local func(context.Context) ([]command.Result, error), write bool, err error) {
+	prepared, readOnly, err := n.prepare(req)
+	if err != nil {
+		return nil, false, err
+	}
+	first := firstWrite(readOnly)
+	switch typ {
+	case command.Type_TYPE_EXECUTE:
+		write = true
+	case command.Type_TYPE_QUERY:
+		if first >= 0 {
+			return nil, false, fmt.Errorf("%w: statement %d (%q) would modify data; send it to /db/execute", ErrNotReadOnly, first, truncate(req.Statements[first].GetSql()))
+		}
+	case command.Type_TYPE_REQUEST:
+		write = first >= 0
+	default:
+		return nil, false, fmt.Errorf("%w: unknown request type %v", ErrInvalidStatement, typ)
+	}
+	if write {
+		return func(ctx context.Context) ([]command.Result, error) {
+			if err := n.checkLeader(); err != nil {
+				return nil, err
+			}
+			return n.apply(ctx, typ, prepared)
+		}, true, nil
+	}
+	return func(ctx context.Context) ([]command.Result, error) {
+		return n.read(ctx, prepared, opts)
+	}, false, nil
 }
 
 func (n *Node) read(ctx context.Context, req *command.Request, opts QueryOptions) ([]command.Result, error) {
@@ -502,7 +593,7 @@ func (n *Node) Ready(context.Context) error {
 }
 
 // Status describes the node.
-func (n *Node) Status(context.Context) (Status, error) {
+func (n *Node) Status(ctx context.Context) (Status, error) {
 	st := Status{
 		Mode:     "raft",
 		NodeID:   n.cfg.ID,
@@ -528,10 +619,7 @@ func (n *Node) Status(context.Context) (Status, error) {
 			st.LastContact = time.Since(lc)
 		}
 	}
-	httpAddr := make(map[string]string, len(n.cfg.Members))
-	for _, m := range n.cfg.Members {
-		httpAddr[m.ID] = m.HTTPAddr
-	}
+	httpAddr := n.httpAddrs(ctx)
 	if addr, id := n.raft.LeaderWithID(); addr != "" {
 		st.Leader = Member{ID: string(id), RaftAddr: string(addr), HTTPAddr: httpAddr[string(id)], Voter: true}
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/cairndb/cairn/statemachine/command"
 )
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -35,7 +35,7 @@ type testNode struct {
 	addr string
 }
 
-func mustOpenNode(t *testing.T, dir, addr string) *testNode {
+func mustOpenNode(t testing.TB, dir, addr string) *testNode {
 	t.Helper()
 	db, err := statemachine.OpenFresh(filepath.Join(dir, "state_machine", "db", "cairn.db"))
 	if err != nil {
@@ -66,7 +66,7 @@ func (tn *testNode) close() {
 	tn.db.Close()
 }
 
-func waitReady(t *testing.T, n *Node) {
+func waitReady(t testing.TB, n *Node) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -89,7 +89,7 @@ func req(sqls ...string) *command.Request {
 	return r
 }
 
-func mustExecute(t *testing.T, n *testNode, sqls ...string) []command.Result {
+func mustExecute(t testing.TB, n *testNode, sqls ...string) []command.Result {
 	t.Helper()
 	res, err := n.Execute(context.Background(), req(sqls...))
 	if err != nil {

@@ -42,6 +42,10 @@ func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ep endpoint) {
 		return
 	}
 
+	if p.redirect && (ep != endpointQuery || p.level != command.LevelNone) && s.redirectToLeader(w, r) {
+		return
+	}
+
 	stmts, err := s.readStatements(w, r, ep, p)
 	if err != nil {
 		s.writeRequestError(w, r, err, p.pretty)
@@ -113,4 +117,22 @@ func (s *Server) writeRequestError(w http.ResponseWriter, r *http.Request, err e
 		return
 	}
 	s.writeError(w, r, apiError{status: http.StatusBadRequest, msg: err.Error()}, pretty)
+}
+
+// redirectToLeader answers 301 with the leader's URL for this request when
+// this node is not the leader, as rqlite does for ?redirect. It reports
+// whether it answered.
+func (s *Server) redirectToLeader(w http.ResponseWriter, r *http.Request) bool {
+	st, err := s.store.Status(r.Context())
+	if err != nil || st.Mode != "raft" || st.State == "Leader" {
+		return false
+	}
+	if st.Leader.HTTPAddr == "" {
+		s.writeError(w, r, apiError{status: http.StatusServiceUnavailable, msg: cluster.ErrNoLeader.Error(), retry: true}, false)
+		return true
+	}
+	u := *r.URL
+	u.Scheme, u.Host = "http", st.Leader.HTTPAddr
+	http.Redirect(w, r, u.String(), http.StatusMovedPermanently)
+	return true
 }

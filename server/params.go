@@ -74,7 +74,10 @@ type dbParams struct {
 	// (rqlite's ?blob_array).
 	blobArray bool
 	// queue is rqlite's queued-write mode, which Cairn refuses.
-	queue     bool
+	queue bool
+	// redirect asks a follower to answer 301 with the leader's URL
+	// instead of forwarding the request itself (rqlite's ?redirect).
+	redirect  bool
 	level     command.Level
 	freshness time.Duration
 	// timeout shortens the server's request timeout; zero keeps it.
@@ -84,8 +87,7 @@ type dbParams struct {
 	query    string
 }
 
-// parseDBParams reads the options of a /db request. ?redirect is accepted
-// and ignored: every node serves every request.
+// parseDBParams reads the options of a /db request.
 func parseDBParams(raw string) (dbParams, error) {
 	q, err := parseQueryParams(raw)
 	if err != nil {
@@ -102,6 +104,7 @@ func parseDBParams(raw string) (dbParams, error) {
 		{"pretty", &p.pretty},
 		{"blob_array", &p.blobArray},
 		{"queue", &p.queue},
+		{"redirect", &p.redirect},
 	} {
 		if *f.dst, err = q.flag(f.key); err != nil {
 			return dbParams{}, err

@@ -77,6 +77,11 @@ type Config struct {
 	// NodeID is this node's id, reported by /livez without asking the
 	// Store.
 	NodeID string
+	// Authenticate, when set, checks node-to-node and operator calls
+	// (/join, /remove) with their body; an error answers 401.
+	Authenticate func(r *http.Request, body []byte) error
+	// Pprof serves net/http/pprof under /debug/pprof/.
+	Pprof bool
 	// Internal, when set, serves every path under /internal/: the
 	// node-to-node endpoints, which authenticate requests themselves.
 	Internal http.Handler
@@ -171,6 +176,8 @@ func New(cfg Config, store Store, logger *slog.Logger) *Server {
 		"/nodes":      {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleNodes},
 		"/readyz":     {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleReadyz},
 		"/livez":      {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleLivez},
+		"/join":       {methods: []string{http.MethodPost}, handle: s.handleJoin},
+		"/remove":     {methods: []string{http.MethodPost, http.MethodDelete}, handle: s.handleRemove},
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	s.httpSrv = &http.Server{
@@ -327,6 +334,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 // dispatch finds the route for the path and checks the method.
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Pprof && strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+		servePprof(w, r)
+		return
+	}
 	if s.cfg.Internal != nil && strings.HasPrefix(r.URL.Path, InternalPrefix) {
 		s.cfg.Internal.ServeHTTP(w, r)
 		return

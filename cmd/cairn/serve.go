@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -141,6 +142,11 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		IdleTimeout:    cfg.HTTP.IdleTimeout,
 		Version:        version,
 		NodeID:         cfg.Node.ID,
+		Pprof:          cfg.HTTP.Pprof,
+		Internal:       node.InternalHandler(),
+		Authenticate: func(r *http.Request, body []byte) error {
+			return cluster.VerifyRequest(r, []byte(cfg.Cluster.Secret.Value()), body, time.Now())
+		},
 	}, node, logger)
 	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)

@@ -84,6 +84,88 @@ func (Type) EnumDescriptor() ([]byte, []int) {
 	return file_command_proto_rawDescGZIP(), []int{0}
 }
 
+// ErrorCode is the error a forwarded request failed with, one code per
+// sentinel error of package cluster, so that errors.Is holds after the hop.
+type ErrorCode int32
+
+const (
+	// No error.
+	ErrorCode_ERROR_CODE_NONE ErrorCode = 0
+	// An error without a code of its own; the message says what.
+	ErrorCode_ERROR_CODE_OTHER             ErrorCode = 1
+	ErrorCode_ERROR_CODE_NOT_LEADER        ErrorCode = 2
+	ErrorCode_ERROR_CODE_NO_LEADER         ErrorCode = 3
+	ErrorCode_ERROR_CODE_UNKNOWN_OUTCOME   ErrorCode = 4
+	ErrorCode_ERROR_CODE_NOT_READ_ONLY     ErrorCode = 5
+	ErrorCode_ERROR_CODE_INVALID_STATEMENT ErrorCode = 6
+	ErrorCode_ERROR_CODE_CLOSED            ErrorCode = 7
+	ErrorCode_ERROR_CODE_STALE             ErrorCode = 8
+	ErrorCode_ERROR_CODE_TIMEOUT           ErrorCode = 9
+	// The leader's deadline for the request passed (context.DeadlineExceeded).
+	ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED ErrorCode = 10
+	// The request was canceled on the leader (context.Canceled).
+	ErrorCode_ERROR_CODE_CANCELED ErrorCode = 11
+)
+
+// Enum value maps for ErrorCode.
+var (
+	ErrorCode_name = map[int32]string{
+		0:  "ERROR_CODE_NONE",
+		1:  "ERROR_CODE_OTHER",
+		2:  "ERROR_CODE_NOT_LEADER",
+		3:  "ERROR_CODE_NO_LEADER",
+		4:  "ERROR_CODE_UNKNOWN_OUTCOME",
+		5:  "ERROR_CODE_NOT_READ_ONLY",
+		6:  "ERROR_CODE_INVALID_STATEMENT",
+		7:  "ERROR_CODE_CLOSED",
+		8:  "ERROR_CODE_STALE",
+		9:  "ERROR_CODE_TIMEOUT",
+		10: "ERROR_CODE_DEADLINE_EXCEEDED",
+		11: "ERROR_CODE_CANCELED",
+	}
+	ErrorCode_value = map[string]int32{
+		"ERROR_CODE_NONE":              0,
+		"ERROR_CODE_OTHER":             1,
+		"ERROR_CODE_NOT_LEADER":        2,
+		"ERROR_CODE_NO_LEADER":         3,
+		"ERROR_CODE_UNKNOWN_OUTCOME":   4,
+		"ERROR_CODE_NOT_READ_ONLY":     5,
+		"ERROR_CODE_INVALID_STATEMENT": 6,
+		"ERROR_CODE_CLOSED":            7,
+		"ERROR_CODE_STALE":             8,
+		"ERROR_CODE_TIMEOUT":           9,
+		"ERROR_CODE_DEADLINE_EXCEEDED": 10,
+		"ERROR_CODE_CANCELED":          11,
+	}
+)
+
+func (x ErrorCode) Enum() *ErrorCode {
+	p := new(ErrorCode)
+	*p = x
+	return p
+}
+
+func (x ErrorCode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
+	return file_command_proto_enumTypes[1].Descriptor()
+}
+
+func (ErrorCode) Type() protoreflect.EnumType {
+	return &file_command_proto_enumTypes[1]
+}
+
+func (x ErrorCode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorCode.Descriptor instead.
+func (ErrorCode) EnumDescriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{1}
+}
+
 // Envelope wraps every log entry.
 type Envelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -413,6 +495,423 @@ func (x *Request) GetStatements() []*Statement {
 	return nil
 }
 
+// ForwardRequest is a request a node could not serve itself, sent to the
+// leader. The leader analyses and rewrites it, exactly as if a client had
+// sent it there.
+type ForwardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TYPE_EXECUTE for Execute, TYPE_QUERY for Query (at any read level) and
+	// TYPE_REQUEST for Request.
+	Type Type `protobuf:"varint,1,opt,name=type,proto3,enum=cairn.command.Type" json:"type,omitempty"`
+	// The request as the client sent it, not rewritten.
+	Request *Request `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	// The read level: the value of command.Level (0 weak, 1 none,
+	// 2 linearizable, 3 strong).
+	Level uint32 `protobuf:"varint,3,opt,name=level,proto3" json:"level,omitempty"`
+	// Bounds how stale a level-none read may be; zero is unbounded.
+	FreshnessNs int64 `protobuf:"varint,4,opt,name=freshness_ns,json=freshnessNs,proto3" json:"freshness_ns,omitempty"`
+	// How long the sender waits for the answer; zero when it does not say.
+	// The leader gives up after that too.
+	TimeoutNs     int64 `protobuf:"varint,5,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardRequest) Reset() {
+	*x = ForwardRequest{}
+	mi := &file_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardRequest) ProtoMessage() {}
+
+func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
+func (*ForwardRequest) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ForwardRequest) GetType() Type {
+	if x != nil {
+		return x.Type
+	}
+	return Type_TYPE_UNSPECIFIED
+}
+
+func (x *ForwardRequest) GetRequest() *Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ForwardRequest) GetLevel() uint32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *ForwardRequest) GetFreshnessNs() int64 {
+	if x != nil {
+		return x.FreshnessNs
+	}
+	return 0
+}
+
+func (x *ForwardRequest) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+// ForwardResponse is the leader's answer to a ForwardRequest. SQL errors are
+// inside results; code and error say why the request as a whole failed.
+// Results may be set even then (a write whose database failed part-way).
+type ForwardResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*StatementResult     `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Code    ErrorCode              `protobuf:"varint,2,opt,name=code,proto3,enum=cairn.command.ErrorCode" json:"code,omitempty"`
+	// The error message, empty when code is ERROR_CODE_NONE.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponse) Reset() {
+	*x = ForwardResponse{}
+	mi := &file_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponse) ProtoMessage() {}
+
+func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
+func (*ForwardResponse) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ForwardResponse) GetResults() []*StatementResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ForwardResponse) GetCode() ErrorCode {
+	if x != nil {
+		return x.Code
+	}
+	return ErrorCode_ERROR_CODE_NONE
+}
+
+func (x *ForwardResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// StatementResult is the outcome of one statement (command.Result in Go).
+type StatementResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Columns and types describe rows; has_columns is true when the statement
+	// yields rows, even if it has no column names to list.
+	Columns      []string `protobuf:"bytes,1,rep,name=columns,proto3" json:"columns,omitempty"`
+	Types        []string `protobuf:"bytes,2,rep,name=types,proto3" json:"types,omitempty"`
+	Rows         []*Row   `protobuf:"bytes,3,rep,name=rows,proto3" json:"rows,omitempty"`
+	LastInsertId int64    `protobuf:"zigzag64,4,opt,name=last_insert_id,json=lastInsertId,proto3" json:"last_insert_id,omitempty"`
+	RowsAffected int64    `protobuf:"zigzag64,5,opt,name=rows_affected,json=rowsAffected,proto3" json:"rows_affected,omitempty"`
+	// The SQL error of this statement, empty on success.
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// How long the statement took on the leader.
+	Seconds       float64 `protobuf:"fixed64,7,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	HasColumns    bool    `protobuf:"varint,8,opt,name=has_columns,json=hasColumns,proto3" json:"has_columns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatementResult) Reset() {
+	*x = StatementResult{}
+	mi := &file_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatementResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatementResult) ProtoMessage() {}
+
+func (x *StatementResult) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatementResult.ProtoReflect.Descriptor instead.
+func (*StatementResult) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StatementResult) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *StatementResult) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *StatementResult) GetRows() []*Row {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *StatementResult) GetLastInsertId() int64 {
+	if x != nil {
+		return x.LastInsertId
+	}
+	return 0
+}
+
+func (x *StatementResult) GetRowsAffected() int64 {
+	if x != nil {
+		return x.RowsAffected
+	}
+	return 0
+}
+
+func (x *StatementResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *StatementResult) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
+func (x *StatementResult) GetHasColumns() bool {
+	if x != nil {
+		return x.HasColumns
+	}
+	return false
+}
+
+// Row is one row of a result.
+type Row struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []*Value               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Row) Reset() {
+	*x = Row{}
+	mi := &file_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Row) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Row) ProtoMessage() {}
+
+func (x *Row) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Row.ProtoReflect.Descriptor instead.
+func (*Row) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Row) GetValues() []*Value {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// Value is one value of a row. An unset value is SQL NULL. Text and blobs
+// stay distinct, and integers stay exact.
+type Value struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Value:
+	//
+	//	*Value_I
+	//	*Value_D
+	//	*Value_S
+	//	*Value_Y
+	Value         isValue_Value `protobuf_oneof:"value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Value) Reset() {
+	*x = Value{}
+	mi := &file_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Value) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Value) ProtoMessage() {}
+
+func (x *Value) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Value.ProtoReflect.Descriptor instead.
+func (*Value) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Value) GetValue() isValue_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Value) GetI() int64 {
+	if x != nil {
+		if x, ok := x.Value.(*Value_I); ok {
+			return x.I
+		}
+	}
+	return 0
+}
+
+func (x *Value) GetD() float64 {
+	if x != nil {
+		if x, ok := x.Value.(*Value_D); ok {
+			return x.D
+		}
+	}
+	return 0
+}
+
+func (x *Value) GetS() string {
+	if x != nil {
+		if x, ok := x.Value.(*Value_S); ok {
+			return x.S
+		}
+	}
+	return ""
+}
+
+func (x *Value) GetY() []byte {
+	if x != nil {
+		if x, ok := x.Value.(*Value_Y); ok {
+			return x.Y
+		}
+	}
+	return nil
+}
+
+type isValue_Value interface {
+	isValue_Value()
+}
+
+type Value_I struct {
+	I int64 `protobuf:"zigzag64,1,opt,name=i,proto3,oneof"`
+}
+
+type Value_D struct {
+	D float64 `protobuf:"fixed64,2,opt,name=d,proto3,oneof"`
+}
+
+type Value_S struct {
+	S string `protobuf:"bytes,3,opt,name=s,proto3,oneof"`
+}
+
+type Value_Y struct {
+	Y []byte `protobuf:"bytes,4,opt,name=y,proto3,oneof"`
+}
+
+func (*Value_I) isValue_Value() {}
+
+func (*Value_D) isValue_Value() {}
+
+func (*Value_S) isValue_Value() {}
+
+func (*Value_Y) isValue_Value() {}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
@@ -441,14 +940,57 @@ const file_command_proto_rawDesc = "" +
 	"\vtransaction\x18\x01 \x01(\bR\vtransaction\x128\n" +
 	"\n" +
 	"statements\x18\x02 \x03(\v2\x18.cairn.command.StatementR\n" +
-	"statements*_\n" +
+	"statements\"\xc3\x01\n" +
+	"\x0eForwardRequest\x12'\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x13.cairn.command.TypeR\x04type\x120\n" +
+	"\arequest\x18\x02 \x01(\v2\x16.cairn.command.RequestR\arequest\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\rR\x05level\x12!\n" +
+	"\ffreshness_ns\x18\x04 \x01(\x03R\vfreshnessNs\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\x05 \x01(\x03R\ttimeoutNs\"\x8f\x01\n" +
+	"\x0fForwardResponse\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.cairn.command.StatementResultR\aresults\x12,\n" +
+	"\x04code\x18\x02 \x01(\x0e2\x18.cairn.command.ErrorCodeR\x04code\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x85\x02\n" +
+	"\x0fStatementResult\x12\x18\n" +
+	"\acolumns\x18\x01 \x03(\tR\acolumns\x12\x14\n" +
+	"\x05types\x18\x02 \x03(\tR\x05types\x12&\n" +
+	"\x04rows\x18\x03 \x03(\v2\x12.cairn.command.RowR\x04rows\x12$\n" +
+	"\x0elast_insert_id\x18\x04 \x01(\x12R\flastInsertId\x12#\n" +
+	"\rrows_affected\x18\x05 \x01(\x12R\frowsAffected\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x18\n" +
+	"\aseconds\x18\a \x01(\x01R\aseconds\x12\x1f\n" +
+	"\vhas_columns\x18\b \x01(\bR\n" +
+	"hasColumns\"3\n" +
+	"\x03Row\x12,\n" +
+	"\x06values\x18\x01 \x03(\v2\x14.cairn.command.ValueR\x06values\"P\n" +
+	"\x05Value\x12\x0e\n" +
+	"\x01i\x18\x01 \x01(\x12H\x00R\x01i\x12\x0e\n" +
+	"\x01d\x18\x02 \x01(\x01H\x00R\x01d\x12\x0e\n" +
+	"\x01s\x18\x03 \x01(\tH\x00R\x01s\x12\x0e\n" +
+	"\x01y\x18\x04 \x01(\fH\x00R\x01yB\a\n" +
+	"\x05value*_\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fTYPE_EXECUTE\x10\x01\x12\x0e\n" +
 	"\n" +
 	"TYPE_QUERY\x10\x02\x12\x10\n" +
 	"\fTYPE_REQUEST\x10\x03\x12\r\n" +
-	"\tTYPE_NOOP\x10\x04B/Z-github.com/cairndb/cairn/statemachine/commandb\x06proto3"
+	"\tTYPE_NOOP\x10\x04*\xcb\x02\n" +
+	"\tErrorCode\x12\x13\n" +
+	"\x0fERROR_CODE_NONE\x10\x00\x12\x14\n" +
+	"\x10ERROR_CODE_OTHER\x10\x01\x12\x19\n" +
+	"\x15ERROR_CODE_NOT_LEADER\x10\x02\x12\x18\n" +
+	"\x14ERROR_CODE_NO_LEADER\x10\x03\x12\x1e\n" +
+	"\x1aERROR_CODE_UNKNOWN_OUTCOME\x10\x04\x12\x1c\n" +
+	"\x18ERROR_CODE_NOT_READ_ONLY\x10\x05\x12 \n" +
+	"\x1cERROR_CODE_INVALID_STATEMENT\x10\x06\x12\x15\n" +
+	"\x11ERROR_CODE_CLOSED\x10\a\x12\x14\n" +
+	"\x10ERROR_CODE_STALE\x10\b\x12\x16\n" +
+	"\x12ERROR_CODE_TIMEOUT\x10\t\x12 \n" +
+	"\x1cERROR_CODE_DEADLINE_EXCEEDED\x10\n" +
+	"\x12\x17\n" +
+	"\x13ERROR_CODE_CANCELED\x10\vB/Z-github.com/cairndb/cairn/statemachine/commandb\x06proto3"
 
 var (
 	file_command_proto_rawDescOnce sync.Once
@@ -462,24 +1004,36 @@ func file_command_proto_rawDescGZIP() []byte {
 	return file_command_proto_rawDescData
 }
 
-var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_command_proto_goTypes = []any{
-	(Type)(0),         // 0: cairn.command.Type
-	(*Envelope)(nil),  // 1: cairn.command.Envelope
-	(*Param)(nil),     // 2: cairn.command.Param
-	(*Statement)(nil), // 3: cairn.command.Statement
-	(*Request)(nil),   // 4: cairn.command.Request
+	(Type)(0),               // 0: cairn.command.Type
+	(ErrorCode)(0),          // 1: cairn.command.ErrorCode
+	(*Envelope)(nil),        // 2: cairn.command.Envelope
+	(*Param)(nil),           // 3: cairn.command.Param
+	(*Statement)(nil),       // 4: cairn.command.Statement
+	(*Request)(nil),         // 5: cairn.command.Request
+	(*ForwardRequest)(nil),  // 6: cairn.command.ForwardRequest
+	(*ForwardResponse)(nil), // 7: cairn.command.ForwardResponse
+	(*StatementResult)(nil), // 8: cairn.command.StatementResult
+	(*Row)(nil),             // 9: cairn.command.Row
+	(*Value)(nil),           // 10: cairn.command.Value
 }
 var file_command_proto_depIdxs = []int32{
-	0, // 0: cairn.command.Envelope.type:type_name -> cairn.command.Type
-	2, // 1: cairn.command.Statement.params:type_name -> cairn.command.Param
-	3, // 2: cairn.command.Request.statements:type_name -> cairn.command.Statement
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: cairn.command.Envelope.type:type_name -> cairn.command.Type
+	3,  // 1: cairn.command.Statement.params:type_name -> cairn.command.Param
+	4,  // 2: cairn.command.Request.statements:type_name -> cairn.command.Statement
+	0,  // 3: cairn.command.ForwardRequest.type:type_name -> cairn.command.Type
+	5,  // 4: cairn.command.ForwardRequest.request:type_name -> cairn.command.Request
+	8,  // 5: cairn.command.ForwardResponse.results:type_name -> cairn.command.StatementResult
+	1,  // 6: cairn.command.ForwardResponse.code:type_name -> cairn.command.ErrorCode
+	9,  // 7: cairn.command.StatementResult.rows:type_name -> cairn.command.Row
+	10, // 8: cairn.command.Row.values:type_name -> cairn.command.Value
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -494,13 +1048,19 @@ func file_command_proto_init() {
 		(*Param_Y)(nil),
 		(*Param_S)(nil),
 	}
+	file_command_proto_msgTypes[8].OneofWrappers = []any{
+		(*Value_I)(nil),
+		(*Value_D)(nil),
+		(*Value_S)(nil),
+		(*Value_Y)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -89,10 +89,10 @@ type Cluster struct {
 	ApplyTimeout time.Duration `toml:"apply_timeout" default:"10s"`
 	// HeartbeatTimeout is how long a follower waits for the leader before
 	// it starts an election.
-	HeartbeatTimeout time.Duration `toml:"heartbeat_timeout" default:"1s"`
+	HeartbeatTimeout time.Duration `toml:"heartbeat_timeout" default:"500ms"`
 	// ElectionTimeout is how long a candidate waits for votes; at least
 	// HeartbeatTimeout.
-	ElectionTimeout time.Duration `toml:"election_timeout" default:"1s"`
+	ElectionTimeout time.Duration `toml:"election_timeout" default:"500ms"`
 }
 
 // DB is the [db] section: which database backs the API and how to reach it.
@@ -129,6 +129,9 @@ type HTTP struct {
 	IdleTimeout time.Duration `toml:"idle_timeout" default:"120s"`
 	// RequestTimeout bounds the work done for each request.
 	RequestTimeout time.Duration `toml:"request_timeout" default:"30s"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
+	// Leave it off unless the address is private.
+	Pprof bool `toml:"pprof" default:"false"`
 }
 
 // Log is the [log] section.

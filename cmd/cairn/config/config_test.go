@@ -103,8 +103,8 @@ func TestLoad_Defaults(t *testing.T) {
 			SnapshotInterval:  30 * time.Second,
 			TrailingLogs:      10240,
 			ApplyTimeout:      10 * time.Second,
-			HeartbeatTimeout:  time.Second,
-			ElectionTimeout:   time.Second,
+			HeartbeatTimeout:  500 * time.Millisecond,
+			ElectionTimeout:   500 * time.Millisecond,
 		},
 		DB: DB{
 			MaxConnections: 5,
@@ -539,7 +539,7 @@ nodes = ["1 a:4002 a:4001", "2 b:4002 b:4001", "3 c:4002 c:4001"]
 		{"SecretShort", "", []string{"CAIRN_CLUSTER_SECRET=short"}, "cluster.secret",
 			[]string{"(env CAIRN_CLUSTER_SECRET): too short: at least 16 characters"}},
 		{"ElectionShorterThanHeartbeat", "[cluster]\nheartbeat_timeout = \"2s\"\n", nil, "cluster.election_timeout",
-			[]string{"1s is shorter than cluster.heartbeat_timeout (2s)"}},
+			[]string{"500ms is shorter than cluster.heartbeat_timeout (2s)"}},
 		{"HeartbeatTooShort", "", []string{"CAIRN_CLUSTER_HEARTBEAT_TIMEOUT=1ms"}, "cluster.heartbeat_timeout", []string{"too short"}},
 		{"SnapshotThresholdZero", "", []string{"CAIRN_CLUSTER_SNAPSHOT_THRESHOLD=0"}, "cluster.snapshot_threshold", []string{"at least 1"}},
 		{"NegativeDuration", "", []string{"CAIRN_HTTP_IDLE_TIMEOUT=-1s"}, "http.idle_timeout", []string{"-1s is negative"}},
@@ -893,8 +893,8 @@ func TestSchema(t *testing.T) {
 	if got := keys.byKey["db.url"].redact; got != redactPass {
 		t.Errorf("db.url redaction = %v", got)
 	}
-	if len(keys.fields) != 28 {
-		t.Errorf("%d keys, want 28", len(keys.fields))
+	if len(keys.fields) != 29 {
+		t.Errorf("%d keys, want 29", len(keys.fields))
 	}
 
 	type bad struct {
