@@ -3,9 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -35,15 +32,6 @@ const (
 )
 
 const (
-	// forwardAuthHeader carries the proof that a forwarded request comes from a
-	// node that knows the cluster secret:
-	//
-	//	X-Cairn-Auth: v1 <unix-ms> <hex HMAC-SHA256(secret, "forward\n" <unix-ms> "\n" <hex SHA-256(body)>)>
-	forwardAuthHeader = "X-Cairn-Auth"
-	forwardAuthScheme = "v1"
-	// maxForwardSkew is how far a forwarded request's timestamp may be from
-	// the receiver's clock, either way.
-	maxForwardSkew = 60 * time.Second
 	// authLogInterval is the least time between two warnings about refused
 	// requests; the ones in between are counted, not logged.
 	authLogInterval = 10 * time.Second
@@ -60,9 +48,6 @@ const (
 
 	protobufContentType = "application/x-protobuf"
 )
-
-// errForwardAuth is why a forwarded request was refused with 401.
-var errForwardAuth = errors.New("forwarded request not authenticated")
 
 // newForwardClient returns the HTTP client a node forwards requests with.
 // Each request is bounded by its context; the client itself bounds only
@@ -176,11 +161,13 @@ func leaderWaitError(last error, waited time.Duration, cause error) error {
 // answer was lost fails with ErrUnknownOutcome; one that certainly did not
 // (the connection could not be made) fails with ErrNoLeader.
 func (n *Node) forward(ctx context.Context, leader raft.ServerID, fr *command.ForwardRequest, write bool) ([]command.Result, error) {
-	addr := n.httpAddrs(ctx)[string(leader)]
+	addr := n.httpAddrs(ctx, string(leader))[string(leader)]
 	if addr == "" {
 		return nil, fmt.Errorf("%w: no HTTP address known for leader %s", ErrNotLeader, leader)
 	}
 	if len(n.cfg.Secret) == 0 {
+		// There is another node to forward to, so the leader refuses a
+		// request signed with the empty key (see serveForward).
 		return nil, fmt.Errorf("forward to leader %s: no cluster secret is configured, so requests cannot be forwarded", leader)
 	}
 
@@ -204,7 +191,7 @@ func (n *Node) forward(ctx context.Context, leader raft.ServerID, fr *command.Fo
 		return nil, fmt.Errorf("forward to leader %s: %w", leader, err)
 	}
 	hreq.Header.Set("Content-Type", protobufContentType)
-	hreq.Header.Set(forwardAuthHeader, signForward(n.cfg.Secret, time.Now(), body))
+	SignRequest(hreq, n.cfg.Secret, body)
 
 	resp, err := n.client.Do(hreq)
 	if err != nil {
@@ -278,8 +265,9 @@ func statusError(leader raft.ServerID, status int, body []byte, write bool) erro
 
 // InternalHandler serves the node-to-node endpoints under /internal/:
 // ForwardPath, where the leader runs the requests its followers forward,
-// and 404 for anything else. Every request must carry a valid X-Cairn-Auth
-// header, or it is refused with 401. Serve it only once Open has returned.
+// and 404 for anything else. Every request must carry a valid AuthHeader
+// (see VerifyRequest), or it is refused with 401. Serve it only once Open
+// has returned.
 func (n *Node) InternalHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != ForwardPath {
@@ -294,20 +282,24 @@ func (n *Node) InternalHandler() http.Handler {
 // again: a node that does not lead answers ErrNotLeader or ErrNoLeader and
 // the sender tries again. SQL errors travel inside the results; the
 // request's own error travels as a code, with HTTP 200 either way.
+//
+// A node without a secret checks MACs made with the empty key, as /join
+// does, while it is the only member: that grants nothing its public API
+// does not. Once it has peers it refuses every forwarded request, because
+// a key that everyone knows proves nothing about the sender.
 func (n *Node) serveForward(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "method "+r.Method+" not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if len(n.cfg.Secret) == 0 {
-		n.refuse(w, r, fmt.Errorf("%w: this node has no cluster secret", errForwardAuth))
+	if len(n.cfg.Secret) == 0 && n.memberCount() > 1 {
+		n.refuse(w, r, fmt.Errorf("%w: this node has no cluster secret, and a cluster of several nodes needs one", ErrUnauthenticated))
 		return
 	}
-	auth, err := parseForwardAuth(r.Header.Get(forwardAuthHeader))
-	if err == nil {
-		err = auth.checkTime(time.Now())
-	}
+	// The header is checked before the body is read, so that a request
+	// that cannot be authentic costs no more than its headers.
+	auth, err := checkAuthHeader(r, time.Now())
 	if err != nil {
 		n.refuse(w, r, err)
 		return
@@ -322,7 +314,7 @@ func (n *Node) serveForward(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err := auth.checkMAC(n.cfg.Secret, body); err != nil {
+	if err := auth.checkMAC(r, n.cfg.Secret, body); err != nil {
 		n.refuse(w, r, err)
 		return
 	}
@@ -374,13 +366,26 @@ func (n *Node) serveForward(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// memberCount is how many servers the Raft configuration holds, or, before
+// Open, how many members are configured.
+func (n *Node) memberCount() int {
+	if n.raft == nil {
+		return len(n.cfg.Members)
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return len(n.cfg.Members)
+	}
+	return len(f.Configuration().Servers)
+}
+
 // refuse answers 401 with the reason, which never holds the secret, and
 // warns about it, at most once per authLogInterval.
 func (n *Node) refuse(w http.ResponseWriter, r *http.Request, reason error) {
 	if ok, suppressed := n.authLog.allow(time.Now()); ok {
 		n.logger.Warn("refused forwarded request", "remote", r.RemoteAddr, "reason", reason.Error(), "suppressed", suppressed)
 	}
-	w.Header().Set("WWW-Authenticate", "Cairn "+forwardAuthScheme)
+	w.Header().Set("WWW-Authenticate", "Cairn "+authScheme)
 	http.Error(w, reason.Error(), http.StatusUnauthorized)
 }
 
@@ -404,80 +409,6 @@ func (l *logLimiter) allow(now time.Time) (bool, int) {
 	n := l.suppressed
 	l.last, l.suppressed = now, 0
 	return true, n
-}
-
-// signForward returns the X-Cairn-Auth header value for body sent at t.
-func signForward(secret []byte, t time.Time, body []byte) string {
-	ms := strconv.FormatInt(t.UnixMilli(), 10)
-	return forwardAuthScheme + " " + ms + " " + hex.EncodeToString(forwardMAC(secret, ms, body))
-}
-
-// forwardMAC is HMAC-SHA256(secret, "forward\n" ms "\n" hex(SHA-256(body))).
-func forwardMAC(secret []byte, ms string, body []byte) []byte {
-	sum := sha256.Sum256(body)
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("forward\n" + ms + "\n"))
-	m.Write([]byte(hex.EncodeToString(sum[:])))
-	return m.Sum(nil)
-}
-
-// forwardAuth is a parsed X-Cairn-Auth header.
-type forwardAuth struct {
-	ms  string
-	at  time.Time
-	mac []byte
-}
-
-// parseForwardAuth parses an X-Cairn-Auth header value.
-func parseForwardAuth(h string) (forwardAuth, error) {
-	if h == "" {
-		return forwardAuth{}, fmt.Errorf("%w: no %s header", errForwardAuth, forwardAuthHeader)
-	}
-	f := strings.Fields(h)
-	if len(f) != 3 || f[0] != forwardAuthScheme {
-		return forwardAuth{}, fmt.Errorf("%w: malformed %s header (want %q, a timestamp and a MAC)", errForwardAuth, forwardAuthHeader, forwardAuthScheme)
-	}
-	ms, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil || ms <= 0 {
-		return forwardAuth{}, fmt.Errorf("%w: malformed timestamp in %s header", errForwardAuth, forwardAuthHeader)
-	}
-	mac, err := hex.DecodeString(f[2])
-	if err != nil || len(mac) != sha256.Size {
-		return forwardAuth{}, fmt.Errorf("%w: malformed MAC in %s header", errForwardAuth, forwardAuthHeader)
-	}
-	return forwardAuth{ms: f[1], at: time.UnixMilli(ms), mac: mac}, nil
-}
-
-// checkTime refuses a request signed too far from now.
-func (a forwardAuth) checkTime(now time.Time) error {
-	skew := now.Sub(a.at)
-	if skew < 0 {
-		skew = -skew
-	}
-	if skew > maxForwardSkew {
-		return fmt.Errorf("%w: its timestamp is %s off this node's clock (at most %s allowed)", errForwardAuth, skew.Round(time.Second), maxForwardSkew)
-	}
-	return nil
-}
-
-// checkMAC refuses a request whose MAC does not match body under secret.
-func (a forwardAuth) checkMAC(secret, body []byte) error {
-	if !hmac.Equal(a.mac, forwardMAC(secret, a.ms, body)) {
-		return fmt.Errorf("%w: bad MAC (is the cluster secret the same on every node?)", errForwardAuth)
-	}
-	return nil
-}
-
-// verifyForwardAuth checks an X-Cairn-Auth header against body, at now.
-func verifyForwardAuth(secret []byte, header string, body []byte, now time.Time) error {
-	a, err := parseForwardAuth(header)
-	if err != nil {
-		return err
-	}
-	if err := a.checkTime(now); err != nil {
-		return err
-	}
-	return a.checkMAC(secret, body)
 }
 
 // errorCodes pairs each error code with the error it stands for. Order

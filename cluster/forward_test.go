@@ -109,62 +109,6 @@ func TestStatementResult_RoundTrip(t *testing.T) {
 	})
 }
 
-func TestForwardAuth(t *testing.T) {
-	body := []byte("forwarded request body")
-	now := time.Now()
-	good := signForward(forwardSecret, now, body)
-	fields := strings.Fields(good)
-	cases := []struct {
-		name   string
-		header string
-		body   []byte
-		now    time.Time
-		want   string // "" for success, else part of the error
-	}{
-		{"Good", good, body, now, ""},
-		{"SkewWithinLimit", good, body, now.Add(59 * time.Second), ""},
-		{"SignedInTheFuture", good, body, now.Add(-59 * time.Second), ""},
-		{"Missing", "", body, now, "no X-Cairn-Auth header"},
-		{"BadMAC", fields[0] + " " + fields[1] + " " + strings.Repeat("ab", 32), body, now, "bad MAC"},
-		{"WrongSecret", signForward([]byte("some-other-secret-0123456789"), now, body), body, now, "bad MAC"},
-		{"Skewed", good, body, now.Add(61 * time.Second), "off this node's clock"},
-		{"SkewedAhead", good, body, now.Add(-61 * time.Second), "off this node's clock"},
-		{"ReplayedWithOtherBody", good, []byte("another request body"), now, "bad MAC"},
-		{"ReplayedWithNoBody", good, nil, now, "bad MAC"},
-		{"OtherScheme", "v2 " + fields[1] + " " + fields[2], body, now, "malformed"},
-		{"TooFewFields", "v1 " + fields[2], body, now, "malformed"},
-		{"BadTimestamp", "v1 yesterday " + fields[2], body, now, "malformed timestamp"},
-		{"NotHex", "v1 " + fields[1] + " " + strings.Repeat("zz", 32), body, now, "malformed MAC"},
-		{"ShortMAC", "v1 " + fields[1] + " " + fields[2][:32], body, now, "malformed MAC"},
-		{"SecretAsMAC", "v1 " + fields[1] + " " + string(forwardSecret), body, now, "malformed MAC"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			err := verifyForwardAuth(forwardSecret, c.header, c.body, c.now)
-			if c.want == "" {
-				if err != nil {
-					t.Fatalf("err = %v", err)
-				}
-				return
-			}
-			if !errors.Is(err, errForwardAuth) || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("err = %v, want %q", err, c.want)
-			}
-			if strings.Contains(err.Error(), string(forwardSecret)) {
-				t.Fatalf("error reveals the secret: %v", err)
-			}
-		})
-	}
-	t.Run("Format", func(t *testing.T) {
-		if len(fields) != 3 || fields[0] != "v1" || fields[1] != strconv.FormatInt(now.UnixMilli(), 10) || len(fields[2]) != 64 {
-			t.Fatalf("header = %q, want v1 <unix ms> <64 hex digits>", good)
-		}
-		if strings.Contains(good, string(forwardSecret)) {
-			t.Fatal("header holds the secret")
-		}
-	})
-}
-
 func TestErrorCode(t *testing.T) {
 	cases := []struct {
 		err  error
@@ -269,46 +213,61 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// signedRequest returns a request to path signed with key at time at.
+func signedRequest(method, path string, key, body []byte, at time.Time) *http.Request {
+	r := httptest.NewRequest(method, path, bytes.NewReader(body))
+	signRequest(r, key, body, at)
+	return r
+}
+
+// bodyProbe is a request body that records whether anything read it.
+type bodyProbe struct{ read bool }
+
+func (b *bodyProbe) Read([]byte) (int, error) {
+	b.read = true
+	return 0, io.EOF
+}
+
+// TestNode_InternalHandler checks what the handler does around
+// VerifyRequest (TestVerifyRequest covers the checks themselves).
 func TestNode_InternalHandler(t *testing.T) {
 	logs := &syncBuffer{}
 	n := New(Config{
 		ID:                 "1",
+		Members:            []Member{{ID: "1"}, {ID: "2"}},
 		Secret:             forwardSecret,
 		MaxForwardBodySize: 1024,
 		Logger:             slog.New(slog.NewTextHandler(logs, nil)),
 	}, nil)
 	h := n.InternalHandler()
+	refusals := 0
 
 	valid, _ := proto.Marshal(&command.ForwardRequest{Type: command.Type_TYPE_QUERY, Request: req("SELECT 1")})
 	big := bytes.Repeat([]byte{'x'}, 2048)
 	cases := []struct {
 		name   string
-		method string
-		path   string
-		body   []byte
-		header string
+		req    *http.Request
 		status int
 		want   string
 	}{
-		{"OtherPath", "POST", "/internal/v1/other", valid, signForward(forwardSecret, time.Now(), valid), http.StatusNotFound, "no such internal endpoint"},
-		{"GET", "GET", ForwardPath, nil, signForward(forwardSecret, time.Now(), nil), http.StatusMethodNotAllowed, "not allowed"},
-		{"Missing", "POST", ForwardPath, valid, "", http.StatusUnauthorized, "no X-Cairn-Auth header"},
-		{"BadMAC", "POST", ForwardPath, valid, signForward([]byte("not-the-cluster-secret-at-all"), time.Now(), valid), http.StatusUnauthorized, "bad MAC"},
-		{"Skewed", "POST", ForwardPath, valid, signForward(forwardSecret, time.Now().Add(-2*time.Minute), valid), http.StatusUnauthorized, "off this node's clock"},
-		{"OtherBody", "POST", ForwardPath, valid, signForward(forwardSecret, time.Now(), []byte("something else")), http.StatusUnauthorized, "bad MAC"},
-		{"TooLarge", "POST", ForwardPath, big, signForward(forwardSecret, time.Now(), big), http.StatusRequestEntityTooLarge, "larger than 1024 bytes"},
-		{"NotProtobuf", "POST", ForwardPath, []byte{0xff, 0xff}, signForward(forwardSecret, time.Now(), []byte{0xff, 0xff}), http.StatusBadRequest, "decode forwarded request"},
+		{"OtherPath", signedRequest("POST", "/internal/v1/other", forwardSecret, valid, time.Now()), http.StatusNotFound, "no such internal endpoint"},
+		{"GET", signedRequest("GET", ForwardPath, forwardSecret, nil, time.Now()), http.StatusMethodNotAllowed, "not allowed"},
+		{"WrongSecret", signedRequest("POST", ForwardPath, []byte("not-the-cluster-secret-at-all"), valid, time.Now()), http.StatusUnauthorized, "bad MAC"},
+		{"TooLarge", signedRequest("POST", ForwardPath, forwardSecret, big, time.Now()), http.StatusRequestEntityTooLarge, "larger than 1024 bytes"},
+		{"NotProtobuf", signedRequest("POST", ForwardPath, forwardSecret, []byte{0xff, 0xff}, time.Now()), http.StatusBadRequest, "decode forwarded request"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := httptest.NewRequest(c.method, c.path, bytes.NewReader(c.body))
-			if c.header != "" {
-				r.Header.Set(forwardAuthHeader, c.header)
-			}
 			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
+			h.ServeHTTP(w, c.req)
 			if w.Code != c.status || !strings.Contains(w.Body.String(), c.want) {
 				t.Fatalf("answer = %d %q, want %d %q", w.Code, w.Body.String(), c.status, c.want)
+			}
+			if w.Code == http.StatusUnauthorized {
+				refusals++
+				if got := w.Header().Get("WWW-Authenticate"); got != "Cairn v1" {
+					t.Errorf("WWW-Authenticate = %q", got)
+				}
 			}
 			if strings.Contains(w.Body.String(), string(forwardSecret)) {
 				t.Fatal("answer reveals the secret")
@@ -316,16 +275,34 @@ func TestNode_InternalHandler(t *testing.T) {
 		})
 	}
 
+	t.Run("HeaderCheckedBeforeBody", func(t *testing.T) {
+		skewed := signedRequest("POST", ForwardPath, forwardSecret, valid, time.Now().Add(-2*MaxAuthSkew)).Header.Get(AuthHeader)
+		for _, header := range []string{"", "v1 nonsense", skewed} {
+			probe := &bodyProbe{}
+			r := httptest.NewRequest("POST", ForwardPath, probe)
+			if header != "" {
+				r.Header.Set(AuthHeader, header)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			refusals++
+			if w.Code != http.StatusUnauthorized {
+				t.Errorf("header %q: answer = %d %q, want 401", header, w.Code, w.Body.String())
+			}
+			if probe.read {
+				t.Errorf("header %q: body read before the header was refused", header)
+			}
+		}
+	})
+
 	t.Run("BadTypeAndLevel", func(t *testing.T) {
 		for _, fr := range []*command.ForwardRequest{
 			{Type: command.Type_TYPE_NOOP, Request: req("SELECT 1")},
 			{Type: command.Type_TYPE_QUERY, Request: req("SELECT 1"), Level: 9},
 		} {
 			b, _ := proto.Marshal(fr)
-			r := httptest.NewRequest("POST", ForwardPath, bytes.NewReader(b))
-			r.Header.Set(forwardAuthHeader, signForward(forwardSecret, time.Now(), b))
 			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
+			h.ServeHTTP(w, signedRequest("POST", ForwardPath, forwardSecret, b, time.Now()))
 			if w.Code != http.StatusBadRequest {
 				t.Errorf("%v: answer = %d %q, want 400", fr, w.Code, w.Body.String())
 			}
@@ -333,20 +310,37 @@ func TestNode_InternalHandler(t *testing.T) {
 	})
 
 	t.Run("NoSecret", func(t *testing.T) {
-		n := New(Config{ID: "1", Logger: slog.New(slog.DiscardHandler)}, nil)
-		r := httptest.NewRequest("POST", ForwardPath, bytes.NewReader(valid))
-		r.Header.Set(forwardAuthHeader, signForward(nil, time.Now(), valid))
+		noSecret := func(members ...Member) http.Handler {
+			return New(Config{ID: "1", Members: members, Logger: slog.New(slog.DiscardHandler)}, nil).InternalHandler()
+		}
+		// With peers, even a request signed with the empty key is refused.
 		w := httptest.NewRecorder()
-		n.InternalHandler().ServeHTTP(w, r)
+		noSecret(Member{ID: "1"}, Member{ID: "2"}).ServeHTTP(w, signedRequest("POST", ForwardPath, nil, valid, time.Now()))
+		if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "no cluster secret") {
+			t.Fatalf("with peers: answer = %d %q, want 401", w.Code, w.Body.String())
+		}
+		// Alone, it checks the empty key as /join does: this request gets
+		// past authentication and fails on its body.
+		alone := noSecret(Member{ID: "1"})
+		w = httptest.NewRecorder()
+		alone.ServeHTTP(w, signedRequest("POST", ForwardPath, nil, []byte{0xff, 0xff}, time.Now()))
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "decode forwarded request") {
+			t.Fatalf("alone: answer = %d %q, want 400", w.Code, w.Body.String())
+		}
+		w = httptest.NewRecorder()
+		alone.ServeHTTP(w, signedRequest("POST", ForwardPath, forwardSecret, valid, time.Now()))
 		if w.Code != http.StatusUnauthorized {
-			t.Fatalf("answer = %d %q, want 401", w.Code, w.Body.String())
+			t.Fatalf("alone, signed with a secret: answer = %d %q, want 401", w.Code, w.Body.String())
 		}
 	})
 
 	t.Run("WarningsRateLimited", func(t *testing.T) {
 		out := logs.String()
 		if got := strings.Count(out, "refused forwarded request"); got != 1 {
-			t.Errorf("%d warnings logged for 4 refusals, want 1:\n%s", got, out)
+			t.Errorf("%d warnings logged for %d refusals, want 1:\n%s", got, refusals, out)
+		}
+		if refusals < 2 {
+			t.Errorf("only %d refusals: nothing was rate-limited", refusals)
 		}
 		if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "remote=") {
 			t.Errorf("warning lacks level or remote address:\n%s", out)
@@ -392,6 +386,112 @@ func mustForwarder(t *testing.T, addr string) *Node {
 	return n
 }
 
+func TestNode_HTTPAddrs(t *testing.T) {
+	ctx := context.Background()
+	n := mustForwarder(t, "10.0.0.9:4001")
+	// record changes the member table under the cache, as applying a
+	// join from the log does on a follower, with no call to Join here.
+	record := func(t *testing.T, id, addr string) {
+		t.Helper()
+		p1, _ := command.NewParam("", id)
+		p2, _ := command.NewParam("", addr)
+		res, err := n.db.Execute(ctx, &command.Request{Transaction: true, Statements: []*command.Statement{
+			{Sql: "CREATE TABLE IF NOT EXISTS " + membersTable + " (id TEXT PRIMARY KEY, http_addr TEXT NOT NULL)"},
+			{Sql: "INSERT INTO " + membersTable + " (id, http_addr) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET http_addr = excluded.http_addr", Params: []*command.Param{p1, p2}},
+		}})
+		if err != nil || len(res) != 2 || res[0].Error != "" || res[1].Error != "" {
+			t.Fatalf("record %s: %+v, %v", id, res, err)
+		}
+	}
+	check := func(t *testing.T, need string, want map[string]string) {
+		t.Helper()
+		got := n.httpAddrs(ctx, need)
+		for id, addr := range want {
+			if got[id] != addr {
+				t.Errorf("httpAddrs(%q)[%q] = %q, want %q (all: %v)", need, id, got[id], addr, got)
+			}
+		}
+	}
+
+	t.Run("ConfiguredWithoutTable", func(t *testing.T) {
+		check(t, "9", map[string]string{"9": "10.0.0.9:4001"})
+		if c := n.addrs.Load(); c == nil || c.addrs["9"] != "10.0.0.9:4001" {
+			t.Fatalf("cache = %+v: a missing table is an answer worth keeping", c)
+		}
+	})
+	t.Run("Reused", func(t *testing.T) {
+		record(t, "9", "10.0.0.99:4001")
+		check(t, "9", map[string]string{"9": "10.0.0.9:4001"})
+		check(t, "", map[string]string{"9": "10.0.0.9:4001"})
+	})
+	t.Run("ReadAgainWhenNeededAddressMissing", func(t *testing.T) {
+		record(t, "5", "10.0.0.5:4001")
+		check(t, "5", map[string]string{"5": "10.0.0.5:4001", "9": "10.0.0.99:4001"})
+	})
+	t.Run("Expires", func(t *testing.T) {
+		record(t, "9", "10.0.0.98:4001")
+		c := n.addrs.Load()
+		n.addrs.Store(&memberAddrs{addrs: c.addrs, at: c.at.Add(-addrCacheTTL)})
+		check(t, "9", map[string]string{"9": "10.0.0.98:4001"})
+	})
+	t.Run("Forgotten", func(t *testing.T) {
+		record(t, "9", "10.0.0.97:4001")
+		n.forgetHTTPAddrs()
+		check(t, "9", map[string]string{"9": "10.0.0.97:4001"})
+	})
+	t.Run("Concurrent", func(t *testing.T) {
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 50 {
+					if i%4 == 0 {
+						n.forgetHTTPAddrs()
+					}
+					if got := n.httpAddrs(ctx, "9")["9"]; got != "10.0.0.97:4001" {
+						t.Errorf("httpAddrs[9] = %q", got)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	})
+	t.Run("UnreadableDatabaseNotKept", func(t *testing.T) {
+		n.forgetHTTPAddrs()
+		n.db.Close()
+		check(t, "9", map[string]string{"9": "10.0.0.9:4001"})
+		if c := n.addrs.Load(); c.addrs != nil {
+			t.Fatalf("cache = %+v after a failed read", c.addrs)
+		}
+	})
+}
+
+// TestNode_MembershipForgetsHTTPAddrs checks that Join and Remove on the
+// leader show at once, not after the cache expires.
+func TestNode_MembershipForgetsHTTPAddrs(t *testing.T) {
+	ctx := context.Background()
+	tn := mustOpenNode(t, t.TempDir(), freeAddr(t))
+	if got := tn.httpAddrs(ctx, "")["1"]; got != "127.0.0.1:4001" {
+		t.Fatalf("httpAddrs[1] = %q", got)
+	}
+	// A non-voter never counts for the quorum, so this commits although
+	// nothing listens at its Raft address.
+	if err := tn.Join(ctx, Member{ID: "2", RaftAddr: freeAddr(t), HTTPAddr: "127.0.0.1:4999"}); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	if got := tn.httpAddrs(ctx, "")["2"]; got != "127.0.0.1:4999" {
+		t.Fatalf("after join: httpAddrs[2] = %q", got)
+	}
+	if err := tn.Remove(ctx, "2"); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if got, ok := tn.httpAddrs(ctx, "")["2"]; ok {
+		t.Fatalf("after remove: httpAddrs[2] = %q", got)
+	}
+}
+
 func TestNode_Forward(t *testing.T) {
 	fr := func() *command.ForwardRequest {
 		return &command.ForwardRequest{Type: command.Type_TYPE_EXECUTE, Request: req("INSERT INTO t VALUES (1)")}
@@ -399,7 +499,11 @@ func TestNode_Forward(t *testing.T) {
 	answer := func(resp *command.ForwardResponse) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
-			if err := verifyForwardAuth(forwardSecret, r.Header.Get(forwardAuthHeader), body, time.Now()); err != nil {
+			if r.URL.Path != ForwardPath {
+				http.NotFound(w, r)
+				return
+			}
+			if err := VerifyRequest(r, forwardSecret, body, time.Now()); err != nil {
 				http.Error(w, err.Error(), http.StatusUnauthorized)
 				return
 			}

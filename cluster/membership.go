@@ -33,6 +33,8 @@ func (n *Node) Join(ctx context.Context, m Member) error {
 	if m.ID == "" || m.RaftAddr == "" || m.HTTPAddr == "" {
 		return fmt.Errorf("%w: id, raft address and http address are all required", ErrInvalidMember)
 	}
+	// Whatever came of it, the member table may have changed.
+	defer n.forgetHTTPAddrs()
 	if err := n.checkLeader(); err != nil {
 		return err
 	}
@@ -80,6 +82,7 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: an id is required", ErrInvalidMember)
 	}
+	defer n.forgetHTTPAddrs()
 	if err := n.checkLeader(); err != nil {
 		return err
 	}
@@ -144,10 +147,52 @@ func (n *Node) applyInternal(ctx context.Context, req *command.Request) error {
 	return nil
 }
 
+// addrCacheTTL is how long httpAddrs reuses what it read.
+const addrCacheTTL = time.Second
+
+// memberAddrs is what httpAddrs read, and when it started reading.
+type memberAddrs struct {
+	addrs map[string]string
+	at    time.Time
+}
+
 // httpAddrs maps member id to HTTP address: the bootstrap members from the
-// configuration, overridden by those recorded when members joined.
-func (n *Node) httpAddrs(ctx context.Context) map[string]string {
-	addrs := make(map[string]string, len(n.cfg.Members))
+// configuration, overridden by those recorded when members joined. The
+// caller must not modify the map.
+//
+// Every forwarded request needs the leader's address, so the answer is
+// kept for addrCacheTTL instead of queried each time. need is the id whose
+// address the caller is after ("" for none): when the cached map lacks it
+// (a member that joined since, and now leads), the table is read again at
+// once. A follower learns of joins only through the log, so the TTL bounds
+// how long it may use an address that changed.
+func (n *Node) httpAddrs(ctx context.Context, need string) map[string]string {
+	now := time.Now()
+	old := n.addrs.Load()
+	if old != nil && now.Sub(old.at) < addrCacheTTL && (need == "" || old.addrs[need] != "") {
+		return old.addrs
+	}
+	addrs, ok := n.readHTTPAddrs(ctx)
+	if ok {
+		// Only over what was there when the read began: if Join or
+		// Remove forgot the cache meanwhile, this read may predate their
+		// write and must not be kept.
+		n.addrs.CompareAndSwap(old, &memberAddrs{addrs: addrs, at: now})
+	}
+	return addrs
+}
+
+// forgetHTTPAddrs drops httpAddrs' cache, so that the next call reads the
+// table. Storing a new empty entry rather than nil also makes any read
+// already under way fail its CompareAndSwap.
+func (n *Node) forgetHTTPAddrs() {
+	n.addrs.Store(&memberAddrs{})
+}
+
+// readHTTPAddrs reads the addresses httpAddrs serves. ok is false when the
+// database could not be read, an answer not worth keeping.
+func (n *Node) readHTTPAddrs(ctx context.Context) (addrs map[string]string, ok bool) {
+	addrs = make(map[string]string, len(n.cfg.Members))
 	for _, m := range n.cfg.Members {
 		addrs[m.ID] = m.HTTPAddr
 	}
@@ -156,13 +201,17 @@ func (n *Node) httpAddrs(ctx context.Context) map[string]string {
 	res, err := n.db.Query(ctx, &command.Request{Statements: []*command.Statement{
 		{Sql: "SELECT id, http_addr FROM " + membersTable, ReturnsRows: true},
 	}})
-	if err != nil || len(res) != 1 || res[0].Error != "" {
-		// No member has joined yet (no table), or the database is
-		// being replaced: the configuration is all there is.
-		if err != nil && !errors.Is(err, statemachine.ErrDBClosed) {
+	if err != nil {
+		// The database is being replaced, or the read timed out: the
+		// configuration is all there is for now.
+		if !errors.Is(err, statemachine.ErrDBClosed) {
 			n.logger.Debug("read member addresses", "error", err)
 		}
-		return addrs
+		return addrs, false
+	}
+	if len(res) != 1 || res[0].Error != "" {
+		// No member has joined yet, so there is no table.
+		return addrs, true
 	}
 	for _, row := range res[0].Values {
 		id, _ := row[0].(string)
@@ -171,7 +220,7 @@ func (n *Node) httpAddrs(ctx context.Context) map[string]string {
 			addrs[id] = addr
 		}
 	}
-	return addrs
+	return addrs, true
 }
 
 // discoverLeader asks the other configured members whether a cluster with

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/cairndb/cairn/statemachine"
 	"github.com/cairndb/cairn/statemachine/command"
@@ -95,6 +96,10 @@ type Node struct {
 	// warnings about forwarded requests refused here.
 	client  *http.Client
 	authLog logLimiter
+
+	// addrs is httpAddrs' cache of member HTTP addresses; nil until the
+	// first read.
+	addrs atomic.Pointer[memberAddrs]
 }
 
 var _ Backend = (*Node)(nil)
@@ -125,6 +130,9 @@ func New(cfg Config, db *statemachine.DB) *Node {
 	}
 }
 
+// logCacheSize is how many recent log entries stay in memory.
+const logCacheSize = 1024
+
 // RaftDir is where a node keeps its Raft state under dataDir.
 func RaftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
 
@@ -138,7 +146,19 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	hlog := newHCLog(n.logger, "raft")
 
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			// Another process holding the file (a second cairn on the
+			// same data dir) is an error, not a wait forever.
+			Timeout: 5 * time.Second,
+			// The free list is rebuilt at open instead of being written
+			// with every commit: less to write before each fsync on the
+			// hot path of every write.
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
 	if err != nil {
 		return fmt.Errorf("open raft log %s: %w", dir, err)
 	}
@@ -197,7 +217,16 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 
 	n.fsm = statemachine.NewFSM(n.db, filepath.Join(n.cfg.DataDir, "state_machine", "tmp"), n.logger)
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, transport)
+	// The cache keeps the newest entries in memory: the leader reads them
+	// back to replicate, every node to apply, and decoding them from bolt
+	// each time costs more than the entries themselves.
+	logs, err := raft.NewLogCache(logCacheSize, store)
+	if err != nil {
+		transport.Close()
+		store.Close()
+		return fmt.Errorf("create log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, transport)
 	if err != nil {
 		transport.Close()
 		store.Close()
@@ -619,9 +648,10 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 			st.LastContact = time.Since(lc)
 		}
 	}
-	httpAddr := n.httpAddrs(ctx)
-	if addr, id := n.raft.LeaderWithID(); addr != "" {
-		st.Leader = Member{ID: string(id), RaftAddr: string(addr), HTTPAddr: httpAddr[string(id)], Voter: true}
+	addr, leader := n.raft.LeaderWithID()
+	httpAddr := n.httpAddrs(ctx, string(leader))
+	if addr != "" {
+		st.Leader = Member{ID: string(leader), RaftAddr: string(addr), HTTPAddr: httpAddr[string(leader)], Voter: true}
 	}
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {

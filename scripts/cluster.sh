@@ -6,7 +6,7 @@
 #   scripts/cluster.sh clean   # stop and delete ./cluster-data
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${CAIRN_BIN:-bin/cairn}
+BIN=${CLUSTER_BIN:-bin/cairn}
 DIR=${CLUSTER_DIR:-cluster-data}
 SECRET=${CAIRN_CLUSTER_SECRET:-local-cluster-secret-change-me}
 NODES="1 127.0.0.1:4002 127.0.0.1:4001,2 127.0.0.1:4012 127.0.0.1:4011,3 127.0.0.1:4022 127.0.0.1:4021"

@@ -72,6 +72,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rqlite/sql"
@@ -114,6 +115,49 @@ type Analysis struct {
 type Rewriter struct {
 	Now  func() time.Time // defaults to time.Now
 	Rand func() int64     // defaults to a randomly seeded source; used for RANDOM() and RANDOMBLOB()
+
+	// cache remembers the analysis of statements that needed no rewrite:
+	// applications send the same statement texts again and again, and
+	// parsing is most of the cost of Analyze.
+	cache analysisCache
+}
+
+// maxCachedAnalyses bounds the analysis cache; it is emptied when full.
+const maxCachedAnalyses = 4096
+
+// maxCachedSQL is the longest statement text the cache keeps.
+const maxCachedSQL = 4096
+
+// analysisCache maps statement text to its analysis. The zero value is
+// ready to use.
+type analysisCache struct {
+	mu sync.Mutex
+	m  map[string][]Analysis
+}
+
+func (c *analysisCache) get(sql string) ([]Analysis, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.m[sql]
+	return a, ok
+}
+
+func (c *analysisCache) put(sql string, a []Analysis) {
+	if len(sql) > maxCachedSQL {
+		return
+	}
+	for _, x := range a {
+		if x.Rewritten {
+			// A rewrite puts fresh values in each time: never reuse it.
+			return
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedAnalyses {
+		c.m = make(map[string][]Analysis)
+	}
+	c.m[sql] = a
 }
 
 // Analyze parses sql, which may hold several statements separated by ';',
@@ -123,7 +167,13 @@ type Rewriter struct {
 // unchanged with a conservative classification, never as an error, so that
 // SQLite can run it or report its own error. The error result is always nil
 // today; it is there so that stricter checks need no change of signature.
+// The returned slice may be shared with later calls: do not modify it.
 func (r *Rewriter) Analyze(sql string) ([]Analysis, error) {
+	if r != nil {
+		if a, ok := r.cache.get(sql); ok {
+			return a, nil
+		}
+	}
 	var pieces [8]sqlPiece
 	ps := splitSQL(sql, pieces[:0])
 	if len(ps) == 0 {
@@ -133,6 +183,9 @@ func (r *Rewriter) Analyze(sql string) ([]Analysis, error) {
 	out := make([]Analysis, len(ps))
 	for i, p := range ps {
 		out[i] = env.analyzeStatement(p)
+	}
+	if r != nil {
+		r.cache.put(sql, out)
 	}
 	return out, nil
 }

@@ -33,12 +33,19 @@ var ErrDBClosed = errors.New("database closed")
 type DB struct {
 	path string
 
-	// mu guards rw and ro: readers and writers take it shared, Replace and
-	// Close take it exclusively to swap or close the handles.
+	// mu guards rw, w and ro: readers and writers take it shared, Replace
+	// and Close take it exclusively to swap or close the handles.
 	mu     sync.RWMutex
 	rw     *sql.DB
 	ro     *sql.DB
 	closed bool
+
+	// wmu serialises use of the write connection w (the FSM is the only
+	// writer, but Execute is callable from anywhere).
+	wmu sync.Mutex
+	w   *writer
+	// r serves single-statement reads with prepared statements.
+	r *reader
 }
 
 // dirMode and fileMode are the permissions of everything Cairn writes.
@@ -107,7 +114,13 @@ func (db *DB) open() error {
 			return fmt.Errorf("restrict %s: %w", db.path+suffix, err)
 		}
 	}
-	db.rw, db.ro = rw, ro
+	w, err := newWriter(rw)
+	if err != nil {
+		rw.Close()
+		ro.Close()
+		return fmt.Errorf("open write connection: %w", err)
+	}
+	db.rw, db.ro, db.w, db.r = rw, ro, w, newReader(ro)
 	return nil
 }
 
@@ -156,7 +169,7 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
-	return errors.Join(db.ro.Close(), db.rw.Close())
+	return errors.Join(db.r.stmts.close(), db.w.close(), db.ro.Close(), db.rw.Close())
 }
 
 // Execute runs the statements of req on the write connection and returns one
@@ -170,33 +183,9 @@ func (db *DB) Execute(ctx context.Context, req *command.Request) ([]command.Resu
 	if db.closed {
 		return nil, ErrDBClosed
 	}
-	conn, err := db.rw.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("get write connection: %w", err)
-	}
-	defer conn.Close()
-	results, err := run(ctx, conn, req.GetStatements(), runOptions{tx: req.GetTransaction(), stopOnError: true})
-	if err == nil && mayOpenTransaction(req) {
-		// A batch that opened a transaction itself and did not end it
-		// must not leave it open into the next log entry: every replica
-		// rolls it back here, at the same point of the log.
-		if _, rbErr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rbErr != nil && !noTransaction(rbErr) {
-			err = fmt.Errorf("end open transaction: %w", rbErr)
-		}
-	}
-	return results, err
-}
-
-// mayOpenTransaction reports whether a statement of req could begin a
-// transaction of its own (BEGIN or SAVEPOINT).
-func mayOpenTransaction(req *command.Request) bool {
-	for _, st := range req.GetStatements() {
-		s := strings.ToUpper(st.GetSql())
-		if strings.Contains(s, "BEGIN") || strings.Contains(s, "SAVEPOINT") {
-			return true
-		}
-	}
-	return false
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return db.w.execute(ctx, req)
 }
 
 // Query runs read-only statements on a read connection, all inside one read
@@ -206,6 +195,9 @@ func (db *DB) Query(ctx context.Context, req *command.Request) ([]command.Result
 	defer db.mu.RUnlock()
 	if db.closed {
 		return nil, ErrDBClosed
+	}
+	if stmts := req.GetStatements(); len(stmts) == 1 {
+		return []command.Result{runStatement(ctx, db.r, stmts[0], true)}, nil
 	}
 	conn, err := db.ro.Conn(ctx)
 	if err != nil {
@@ -241,7 +233,7 @@ type runOptions struct {
 // run executes the statements on conn. A failing statement's result carries
 // its error; with stopOnError inside a transaction, everything is rolled
 // back and later statements get no result.
-func run(ctx context.Context, conn *sql.Conn, stmts []*command.Statement, o runOptions) ([]command.Result, error) {
+func run(ctx context.Context, conn execQuerier, stmts []*command.Statement, o runOptions) ([]command.Result, error) {
 	results := make([]command.Result, 0, len(stmts))
 	tx := o.tx
 	if tx {
@@ -423,6 +415,42 @@ func sqlError(err error) string {
 	return msg
 }
 
+// ExecuteBatch applies several requests as Execute would one by one, but
+// inside one SQLite transaction when it can (see writer.executeBatch).
+func (db *DB) ExecuteBatch(ctx context.Context, reqs []*command.Request) ([][]command.Result, error) {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed {
+		return nil, ErrDBClosed
+	}
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	if len(reqs) > 1 && allBatchable(reqs) {
+		out, err := db.w.executeBatch(ctx, reqs)
+		if !errors.Is(err, errBatchAborted) {
+			return out, err
+		}
+	}
+	out := make([][]command.Result, len(reqs))
+	for i, req := range reqs {
+		res, err := db.w.execute(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+func allBatchable(reqs []*command.Request) bool {
+	for _, r := range reqs {
+		if !batchable(r) {
+			return false
+		}
+	}
+	return true
+}
+
 // Copy writes a consistent copy of the database to path with SQLite's
 // online backup, from a read connection so writes carry on meanwhile.
 func (db *DB) Copy(ctx context.Context, path string) error {
@@ -442,7 +470,9 @@ func (db *DB) copyWriter(ctx context.Context, path string) error {
 	if db.closed {
 		return ErrDBClosed
 	}
-	return copyFrom(ctx, db.rw, path)
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return copyConn(ctx, db.w.conn, path)
 }
 
 type backuper interface {
@@ -450,15 +480,20 @@ type backuper interface {
 }
 
 func copyFrom(ctx context.Context, pool *sql.DB, path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove old copy: %w", err)
-	}
 	conn, err := pool.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("get connection: %w", err)
 	}
 	defer conn.Close()
-	err = conn.Raw(func(dc any) error {
+	return copyConn(ctx, conn, path)
+}
+
+// copyConn copies the database behind conn to path.
+func copyConn(_ context.Context, conn *sql.Conn, path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove old copy: %w", err)
+	}
+	err := conn.Raw(func(dc any) error {
 		b, ok := dc.(backuper)
 		if !ok {
 			return fmt.Errorf("driver connection %T cannot back up", dc)
@@ -493,7 +528,7 @@ func (db *DB) Replace(src string) error {
 	if db.closed {
 		return ErrDBClosed
 	}
-	if err := errors.Join(db.ro.Close(), db.rw.Close()); err != nil {
+	if err := errors.Join(db.r.stmts.close(), db.w.close(), db.ro.Close(), db.rw.Close()); err != nil {
 		return fmt.Errorf("close database for replace: %w", err)
 	}
 	if err := removeDBFiles(db.path); err != nil {

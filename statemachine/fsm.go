@@ -37,7 +37,7 @@ type FSM struct {
 	snapshotSeq atomic.Uint64
 }
 
-var _ raft.FSM = (*FSM)(nil)
+var _ raft.BatchingFSM = (*FSM)(nil)
 
 // NewFSM returns an FSM over db. Snapshot copies are written in tmpDir,
 // which must be on the same file system as the database.
@@ -55,29 +55,61 @@ func (f *FSM) LastApplied() uint64 { return f.lastApplied.Load() }
 // panics: a corrupt log cannot be recovered from, and skipping the entry
 // would silently fork this replica from the others.
 func (f *FSM) Apply(l *raft.Log) any {
-	defer f.lastApplied.Store(l.Index)
-	if l.Type != raft.LogCommand {
-		return nil
-	}
-	typ, req, err := command.Decode(l.Data)
-	if err != nil {
-		panic(fmt.Sprintf("statemachine: log entry %d cannot be decoded: %v", l.Index, err))
-	}
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies committed entries in order, returning one response
+// per entry. Runs of ordinary entries are applied inside one SQLite
+// transaction (DB.ExecuteBatch), with the same outcome per entry as
+// applying them one at a time, so replicas that receive the log in
+// different batches still compute identical results.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
 	ctx := context.Background()
-	switch typ {
-	case command.Type_TYPE_EXECUTE:
-		res, err := f.db.Execute(ctx, req)
-		return &ApplyResult{Results: res, Err: err}
-	case command.Type_TYPE_QUERY, command.Type_TYPE_REQUEST:
-		// A read through the log runs on the write connection so that it
-		// sees exactly the entries before it. Statements flagged as
-		// returning rows are queried; the rest are executed.
-		res, err := f.db.Execute(ctx, req)
-		return &ApplyResult{Results: res, Err: err}
-	case command.Type_TYPE_NOOP:
-		return &ApplyResult{}
+	var (
+		pending []*command.Request
+		slots   []int
+	)
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		results, err := f.db.ExecuteBatch(ctx, pending)
+		for j, i := range slots {
+			if err != nil {
+				out[i] = &ApplyResult{Err: err}
+				continue
+			}
+			out[i] = &ApplyResult{Results: results[j]}
+		}
+		pending, slots = pending[:0], slots[:0]
 	}
-	panic(fmt.Sprintf("statemachine: log entry %d has unknown type %v", l.Index, typ))
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		typ, req, err := command.Decode(l.Data)
+		if err != nil {
+			panic(fmt.Sprintf("statemachine: log entry %d cannot be decoded: %v", l.Index, err))
+		}
+		switch typ {
+		case command.Type_TYPE_EXECUTE, command.Type_TYPE_QUERY, command.Type_TYPE_REQUEST:
+			// A read through the log (TYPE_QUERY) runs on the write
+			// connection too, so that it sees exactly the entries before
+			// it; statements flagged as returning rows are queried.
+			pending = append(pending, req)
+			slots = append(slots, i)
+		case command.Type_TYPE_NOOP:
+			out[i] = &ApplyResult{}
+		default:
+			panic(fmt.Sprintf("statemachine: log entry %d has unknown type %v", l.Index, typ))
+		}
+	}
+	flush()
+	if n := len(logs); n > 0 {
+		f.lastApplied.Store(logs[n-1].Index)
+	}
+	return out
 }
 
 // Snapshot copies the database to a temporary file. Apply is not running
