@@ -65,9 +65,14 @@ staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
 	$(STATICCHECK) -tags integration ./tests/...
 
-## bench: the benchmarks (write throughput, analysis, codec)
+## bench: a real single node and three-node cluster on loopback, driven
+## over HTTP (table on stdout, JSON in bench.json), after the Go
+## micro-benchmarks of the hot paths
+BENCH_DURATION ?= 5s
+BENCH_RUNS ?= 3
 bench: build
-	CAIRN_BINARY=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem -tags integration ./...
+	$(GO) test -run '^$$' -bench . -benchmem ./statemachine/... ./cluster/
+	$(GO) run ./tests/bench -binary $(BIN) -duration $(BENCH_DURATION) -runs $(BENCH_RUNS) -json bench.json
 
 ## fuzz: fuzz the request decoder for FUZZTIME
 fuzz:

@@ -40,11 +40,12 @@ func main() {
 type options struct {
 	binary   string
 	duration time.Duration
+	runs     int
 	jsonPath string
 	only     string
 }
 
-// Result is one measurement.
+// Result is one measurement: the median of its runs.
 type Result struct {
 	Setup       string  `json:"setup"`
 	Workload    string  `json:"workload"`
@@ -55,6 +56,8 @@ type Result struct {
 	Unit        string  `json:"unit"`
 	P50Ms       float64 `json:"p50_ms"`
 	P99Ms       float64 `json:"p99_ms"`
+	// Runs holds the rate of every run, in the order they ran.
+	Runs []float64 `json:"runs"`
 }
 
 // Report is what -json writes.
@@ -69,7 +72,8 @@ type Report struct {
 func run() error {
 	var o options
 	flag.StringVar(&o.binary, "binary", "bin/cairn", "cairn binary")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each workload")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each run of a workload")
+	flag.IntVar(&o.runs, "runs", 3, "runs of each workload; the median run is reported")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
 	flag.StringVar(&o.only, "only", "", "run only setups whose name contains this (single, cluster)")
 	flag.Parse()
@@ -97,7 +101,7 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", setup, err)
 		}
-		res, window, err := measure(c, setup, o.duration)
+		res, window, err := measure(c, setup, o.duration, o.runs)
 		c.stop()
 		if err != nil {
 			return fmt.Errorf("%s: %w", setup, err)
@@ -297,6 +301,30 @@ func post(url string, body []byte) error {
 	return nil
 }
 
+// median runs a workload runs times and returns the run with the median
+// rate, with every run's rate attached.
+func median(runs int, once func() Result) Result {
+	all := make([]Result, runs)
+	rates := make([]float64, runs)
+	for i := range all {
+		all[i] = once()
+		rates[i] = all[i].OpsPerSec
+	}
+	sorted := slices.Clone(all)
+	slices.SortFunc(sorted, func(a, b Result) int {
+		switch {
+		case a.OpsPerSec < b.OpsPerSec:
+			return -1
+		case a.OpsPerSec > b.OpsPerSec:
+			return 1
+		}
+		return 0
+	})
+	m := sorted[len(sorted)/2]
+	m.Runs = rates
+	return m
+}
+
 // load runs fn from conc goroutines for d and measures it.
 func load(setup, workload string, conc int, d time.Duration, perRequest int, unit string, fn func(worker int, i int64) error) Result {
 	var (
@@ -349,7 +377,7 @@ func load(setup, workload string, conc int, d time.Duration, perRequest int, uni
 
 var runID atomic.Int64
 
-func measure(c *benchCluster, setup string, d time.Duration) ([]Result, time.Duration, error) {
+func measure(c *benchCluster, setup string, d time.Duration, runs int) ([]Result, time.Duration, error) {
 	leader, err := c.leader()
 	if err != nil {
 		return nil, 0, err
@@ -366,8 +394,10 @@ func measure(c *benchCluster, setup string, d time.Duration) ([]Result, time.Dur
 		}
 	}
 	var out []Result
-	out = append(out, load(setup, "write 1 stmt/req", 1, d, 1, "writes/s", insert(base+"/db/execute")))
-	out = append(out, load(setup, "write 1 stmt/req", 32, d, 1, "writes/s", insert(base+"/db/execute")))
+	out = append(out, median(runs, func() Result { return load(setup, "write 1 stmt/req", 1, d, 1, "writes/s", insert(base+"/db/execute")) }))
+	out = append(out, median(runs, func() Result {
+		return load(setup, "write 1 stmt/req", 32, d, 1, "writes/s", insert(base+"/db/execute"))
+	}))
 
 	var batch strings.Builder
 	batch.WriteString("[")
@@ -379,8 +409,9 @@ func measure(c *benchCluster, setup string, d time.Duration) ([]Result, time.Dur
 	}
 	batch.WriteString("]")
 	batchBody := []byte(batch.String())
-	out = append(out, load(setup, "write 100 stmts/req", 8, d, 100, "stmts/s", func(int, int64) error {
-		return post(base+"/db/execute", batchBody)
+	batchWrite := func(int, int64) error { return post(base+"/db/execute", batchBody) }
+	out = append(out, median(runs, func() Result {
+		return load(setup, "write 100 stmts/req", 8, d, 100, "stmts/s", batchWrite)
 	}))
 
 	read := func(url string) func(int, int64) error {
@@ -389,13 +420,17 @@ func measure(c *benchCluster, setup string, d time.Duration) ([]Result, time.Dur
 			return post(url, []byte(body))
 		}
 	}
-	out = append(out, load(setup, "read weak via leader", 32, d, 1, "reads/s", read(base+"/db/query?level=weak")))
+	out = append(out, median(runs, func() Result {
+		return load(setup, "read weak via leader", 32, d, 1, "reads/s", read(base+"/db/query?level=weak"))
+	}))
 	if len(c.procs) > 1 {
-		out = append(out, load(setup, "read none via follower", 32, d, 1, "reads/s", read("http://"+follower.http+"/db/query?level=none")))
+		out = append(out, median(runs, func() Result {
+			return load(setup, "read none via follower", 32, d, 1, "reads/s", read("http://"+follower.http+"/db/query?level=none"))
+		}))
 		window, err := failover(c, leader)
 		return out, window, err
 	}
-	out = append(out, load(setup, "read none", 32, d, 1, "reads/s", read(base+"/db/query?level=none")))
+	out = append(out, median(runs, func() Result { return load(setup, "read none", 32, d, 1, "reads/s", read(base+"/db/query?level=none")) }))
 	return out, 0, nil
 }
 
