@@ -1,7 +1,11 @@
-// Package backup will own Cairn's scheduled backups: the leader-only cron
-// schedule, consistent archives of the database (a Source), local retention
-// and the Store interface that backup/s3 implements. It is delivered by the
-// backup issue (#4); until then it holds no code, and the package map test
-// (internal/layout) already enforces that it imports neither cluster nor
-// statemachine.
+// Package backup takes Cairn's scheduled backups: on the leader only, on a
+// cron schedule, it asks a Source for a consistent copy of the database,
+// turns it into an archive (package backup/format: compressed, and
+// encrypted under the active key of a key ring), keeps it in a Local
+// directory and uploads it to a remote Store (backup/s3), then prunes both
+// by age without ever deleting the newest good backup.
+//
+// The package imports neither cluster nor statemachine: cmd hands it the
+// database as a Source and the node's leadership as a gate, as rqlite's
+// startAutoBackups does.
 package backup

@@ -44,6 +44,9 @@ type DB struct {
 	// writer, but Execute is callable from anywhere).
 	wmu sync.Mutex
 	w   *writer
+	// applied is the Raft index of the last entry applied (guarded by
+	// wmu): Copy reads it at the same instant its copy starts.
+	applied uint64
 	// r serves single-statement reads with prepared statements.
 	r *reader
 }
@@ -416,8 +419,9 @@ func sqlError(err error) string {
 }
 
 // ExecuteBatch applies several requests as Execute would one by one, but
-// inside one SQLite transaction when it can (see writer.executeBatch).
-func (db *DB) ExecuteBatch(ctx context.Context, reqs []*command.Request) ([][]command.Result, error) {
+// inside one SQLite transaction when it can (see writer.executeBatch), and
+// records index as the Raft index the database now reflects.
+func (db *DB) ExecuteBatch(ctx context.Context, reqs []*command.Request, index uint64) ([][]command.Result, error) {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	if db.closed {
@@ -425,6 +429,7 @@ func (db *DB) ExecuteBatch(ctx context.Context, reqs []*command.Request) ([][]co
 	}
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
+	defer func() { db.applied = max(db.applied, index) }()
 	if len(reqs) > 1 && allBatchable(reqs) {
 		out, err := db.w.executeBatch(ctx, reqs)
 		if !errors.Is(err, errBatchAborted) {
@@ -453,13 +458,51 @@ func allBatchable(reqs []*command.Request) bool {
 
 // Copy writes a consistent copy of the database to path with SQLite's
 // online backup, from a read connection so writes carry on meanwhile.
-func (db *DB) Copy(ctx context.Context, path string) error {
+//
+// It returns the Raft index the copy reflects: the copy's read
+// transaction starts between two applied batches, at an instant when that
+// index is exactly what the database holds, and SQLite's online backup
+// then reads that one snapshot while writes carry on.
+func (db *DB) Copy(ctx context.Context, path string) (uint64, error) {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	if db.closed {
-		return ErrDBClosed
+		return 0, ErrDBClosed
 	}
-	return copyFrom(ctx, db.ro, path)
+	conn, err := db.ro.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("get read connection: %w", err)
+	}
+	defer conn.Close()
+	db.wmu.Lock()
+	index := db.applied
+	_, err = conn.ExecContext(ctx, "BEGIN")
+	if err == nil {
+		// The first read fixes the transaction's snapshot.
+		_, err = conn.ExecContext(ctx, "SELECT COUNT(*) FROM sqlite_master")
+	}
+	db.wmu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("start read transaction: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	if err := copyConn(ctx, conn, path); err != nil {
+		return 0, err
+	}
+	return index, nil
+}
+
+// AppliedIndex is the Raft index of the last entry applied.
+func (db *DB) AppliedIndex() uint64 {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return db.applied
+}
+
+func (db *DB) setApplied(index uint64) {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	db.applied = index
 }
 
 // copyWriter is Copy on the write connection: nothing can change the

@@ -3,6 +3,7 @@ package statemachine
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -162,7 +163,7 @@ func TestDB_CopyAndReplace(t *testing.T) {
 	db := mustOpenDB(t)
 	mustExec(t, db, false, stmt("CREATE TABLE t (v INTEGER)"), stmt("INSERT INTO t VALUES (42)"))
 	dst := filepath.Join(t.TempDir(), "copy.db")
-	if err := db.Copy(context.Background(), dst); err != nil {
+	if _, err := db.Copy(context.Background(), dst); err != nil {
 		t.Fatalf("copy: %v", err)
 	}
 	if fi, err := os.Stat(dst); err != nil || fi.Mode().Perm() != 0o600 {
@@ -206,6 +207,59 @@ func TestDB_FileModes(t *testing.T) {
 		}
 		if fi.Mode().Perm() != want {
 			t.Errorf("%s mode = %v, want %v", p, fi.Mode().Perm(), want)
+		}
+	}
+}
+
+// TestDB_CopyUnderWrites copies the database again and again while batches
+// of writes are applied, and checks that every copy holds exactly the rows
+// of the index Copy reported: the pairing a backup relies on.
+func TestDB_CopyUnderWrites(t *testing.T) {
+	db := mustOpenDB(t)
+	ctx := context.Background()
+	if _, err := db.ExecuteBatch(ctx, []*command.Request{{Statements: []*command.Statement{stmt("CREATE TABLE t (i INTEGER PRIMARY KEY)")}}}, 1); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Entry index i inserts row i; batches of 1 to 5 entries, as the
+		// FSM would apply them, until the copies are done.
+		idx := uint64(1)
+		for b := 0; ; b++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var reqs []*command.Request
+			for range b%5 + 1 {
+				idx++
+				reqs = append(reqs, &command.Request{Statements: []*command.Statement{stmt("INSERT INTO t VALUES (?)", int64(idx))}})
+			}
+			if _, err := db.ExecuteBatch(ctx, reqs, idx); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	dir := t.TempDir()
+	for n := range 25 {
+		path := filepath.Join(dir, fmt.Sprintf("copy-%d.db", n))
+		index, err := db.Copy(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := mustQuery(t, c, stmt("SELECT COUNT(*), COALESCE(MAX(i), 1) FROM t"))
+		c.Close()
+		if q[0].Values[0][0] != int64(index-1) || q[0].Values[0][1] != int64(index) {
+			t.Fatalf("copy %d at index %d holds %v rows (max id %v), want %d rows up to %d", n, index, q[0].Values[0][0], q[0].Values[0][1], index-1, index)
 		}
 	}
 }

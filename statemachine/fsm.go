@@ -2,6 +2,7 @@ package statemachine
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -74,7 +75,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		if len(pending) == 0 {
 			return
 		}
-		results, err := f.db.ExecuteBatch(ctx, pending)
+		results, err := f.db.ExecuteBatch(ctx, pending, logs[len(logs)-1].Index)
 		for j, i := range slots {
 			if err != nil {
 				out[i] = &ApplyResult{Err: err}
@@ -105,10 +106,16 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			panic(fmt.Sprintf("statemachine: log entry %d has unknown type %v", l.Index, typ))
 		}
 	}
-	flush()
-	if n := len(logs); n > 0 {
-		f.lastApplied.Store(logs[n-1].Index)
+	if len(logs) == 0 {
+		return out
 	}
+	last := logs[len(logs)-1].Index
+	if len(pending) > 0 {
+		flush() // records last atomically with the batch
+	} else {
+		f.db.setApplied(last)
+	}
+	f.lastApplied.Store(last)
 	return out
 }
 
@@ -125,27 +132,58 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	f.logger.Debug("snapshot copy made", "index", f.lastApplied.Load(), "path", path, "duration", time.Since(start))
-	return &fileSnapshot{path: path}, nil
+	index := f.lastApplied.Load()
+	f.logger.Debug("snapshot copy made", "index", index, "path", path, "duration", time.Since(start))
+	return &fileSnapshot{path: path, index: index}, nil
 }
 
 // Restore replaces the database with a snapshot's contents.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	start := time.Now()
+	index, err := readSnapshotHeader(rc)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
 	if err := f.db.ReplaceFrom(rc); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
-	f.logger.Info("database restored from snapshot", "size", f.db.Size(), "duration", time.Since(start))
+	f.db.setApplied(index)
+	f.lastApplied.Store(index)
+	f.logger.Info("database restored from snapshot", "index", index, "size", f.db.Size(), "duration", time.Since(start))
 	return nil
+}
+
+// A snapshot is snapshotMagic, the Raft index it reflects (8 bytes, big
+// endian), then the SQLite database file.
+const snapshotMagic = "CAIRNSN1"
+
+func writeSnapshotHeader(w io.Writer, index uint64) error {
+	var hdr [len(snapshotMagic) + 8]byte
+	copy(hdr[:], snapshotMagic)
+	binary.BigEndian.PutUint64(hdr[len(snapshotMagic):], index)
+	_, err := w.Write(hdr[:])
+	return err
+}
+
+func readSnapshotHeader(r io.Reader) (uint64, error) {
+	var hdr [len(snapshotMagic) + 8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, fmt.Errorf("read snapshot header: %w", err)
+	}
+	if string(hdr[:len(snapshotMagic)]) != snapshotMagic {
+		return 0, fmt.Errorf("not a Cairn snapshot (bad magic %q)", hdr[:len(snapshotMagic)])
+	}
+	return binary.BigEndian.Uint64(hdr[len(snapshotMagic):]), nil
 }
 
 // fileSnapshot streams a database copy into Raft's snapshot sink.
 type fileSnapshot struct {
-	path string
+	path  string
+	index uint64
 }
 
-// Persist writes the copy to the sink.
+// Persist writes the header and the copy to the sink.
 func (s *fileSnapshot) Persist(sink raft.SnapshotSink) error {
 	err := func() error {
 		f, err := os.Open(s.path)
@@ -153,6 +191,9 @@ func (s *fileSnapshot) Persist(sink raft.SnapshotSink) error {
 			return err
 		}
 		defer f.Close()
+		if err := writeSnapshotHeader(sink, s.index); err != nil {
+			return err
+		}
 		_, err = io.Copy(sink, f)
 		return err
 	}()
