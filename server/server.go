@@ -80,6 +80,10 @@ type Config struct {
 	// Authenticate, when set, checks node-to-node and operator calls
 	// (/join, /remove) with their body; an error answers 401.
 	Authenticate func(r *http.Request, body []byte) error
+	// Backups serves /v1/backups; nil answers 501 with BackupsDisabled.
+	Backups Backups
+	// BackupsDisabled says why there are no backups (Postgres mode, …).
+	BackupsDisabled string
 	// Pprof serves net/http/pprof under /debug/pprof/.
 	Pprof bool
 	// Internal, when set, serves every path under /internal/: the
@@ -336,6 +340,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Pprof && strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
 		servePprof(w, r)
+		return
+	}
+	if r.URL.Path == backupsPrefix || strings.HasPrefix(r.URL.Path, backupsPrefix+"/") {
+		s.handleBackups(w, r)
 		return
 	}
 	if s.cfg.Internal != nil && strings.HasPrefix(r.URL.Path, InternalPrefix) {

@@ -32,6 +32,12 @@ type Config struct {
 	Cluster Cluster `toml:"cluster"`
 	// DB selects embedded SQLite or PostgreSQL and tunes the connections.
 	DB DB `toml:"db"`
+	// Backup schedules backups and keeps them.
+	Backup Backup `toml:"backup"`
+	// S3 is where backups are uploaded; empty means local backups only.
+	S3 S3 `toml:"s3"`
+	// Encryption holds the keys backups are encrypted with.
+	Encryption Encryption `toml:"encryption"`
 	// HTTP tunes the HTTP API server.
 	HTTP HTTP `toml:"http"`
 	// Log configures logging.
@@ -110,6 +116,54 @@ type DB struct {
 	// MigrationsDir is a directory of extra migration files; empty means
 	// only the embedded ones.
 	MigrationsDir string `toml:"migrations_dir"`
+}
+
+// Backup is the [backup] section: the leader's scheduled backups.
+type Backup struct {
+	// Cron is the schedule in Hiqlite's seven-field form "sec min hour
+	// day_of_month month day_of_week year"; six fields (no year) and the
+	// classic five are accepted too. Empty disables scheduled backups.
+	Cron string `toml:"cron" default:"0 30 2 * * * *"`
+	// Timezone is the time zone of Cron (an IANA name).
+	Timezone string `toml:"timezone" default:"UTC"`
+	// KeepDaysLocal is how many days backups stay in the local backup
+	// directory; the newest always stays.
+	KeepDaysLocal int `toml:"keep_days_local" default:"3"`
+	// KeepDays is how many days backups stay in S3; the newest always
+	// stays.
+	KeepDays int `toml:"keep_days" default:"30"`
+	// Encrypt requires encryption keys before backups may leave the node
+	// (S3). Set it to false explicitly to upload unencrypted backups.
+	Encrypt bool `toml:"encrypt" default:"true"`
+}
+
+// S3 is the [s3] section: an S3-compatible bucket for backups.
+type S3 struct {
+	// URL is the endpoint ("https://s3.eu-central-1.amazonaws.com",
+	// "http://127.0.0.1:7070"); empty means AWS's endpoint for Region.
+	URL string `toml:"url"`
+	// Bucket is the bucket; setting it turns uploads on.
+	Bucket string `toml:"bucket"`
+	// Region is the bucket's region.
+	Region string `toml:"region" default:"us-east-1"`
+	// PathStyle addresses the bucket in the path (http://host/bucket/key)
+	// instead of the host name, as most self-hosted stores need.
+	PathStyle bool `toml:"path_style" default:"false"`
+	// Key and Secret are the access key id and secret access key; both
+	// empty means the SDK's default credential chain.
+	Key    string `toml:"key"`
+	Secret Secret `toml:"secret"`
+	// Prefix is put before every object name ("prod/cairn/").
+	Prefix string `toml:"prefix"`
+}
+
+// Encryption is the [encryption] section: the key ring of backups.
+type Encryption struct {
+	// Keys lists "id/<base64 of 32 bytes>" entries; every key stays usable
+	// for reading, so backups made before a rotation still decrypt.
+	Keys []string `toml:"keys" secret:"true"`
+	// KeyActive is the id of the key new backups are encrypted with.
+	KeyActive string `toml:"key_active"`
 }
 
 // HTTP is the [http] section: limits and timeouts of the HTTP API server.

@@ -111,6 +111,8 @@ func TestLoad_Defaults(t *testing.T) {
 			ConnectTimeout: 5 * time.Second,
 			AutoMigrate:    true,
 		},
+		Backup: Backup{Cron: "0 30 2 * * * *", Timezone: "UTC", KeepDaysLocal: 3, KeepDays: 30, Encrypt: true},
+		S3:     S3{Region: "us-east-1"},
 		HTTP: HTTP{
 			MaxBodySize:     10 << 20,
 			ShutdownTimeout: 15 * time.Second,
@@ -178,6 +180,8 @@ func TestLoad_File(t *testing.T) {
 			AutoMigrate:    false,
 			MigrationsDir:  "/etc/cairn/migrations",
 		},
+		Backup: Backup{Cron: "0 30 2 * * * *", Timezone: "UTC", KeepDaysLocal: 3, KeepDays: 30, Encrypt: true},
+		S3:     S3{Region: "us-east-1"},
 		HTTP: HTTP{
 			MaxBodySize:     1_000_000,
 			ShutdownTimeout: 20 * time.Second,
@@ -412,7 +416,7 @@ func TestLoad_UnknownKey(t *testing.T) {
 		{"Dotted", "node.htttp_addr = \"x\"\n", "node.htttp_addr", []string{".toml:1)", "unknown key"}},
 		{"NoSuggestion", "[log]\ncolour = true\n", "log.colour", []string{"unknown key in section [log]"}},
 		{"Section", "[nodes]\nid = \"1\"\n", "nodes", []string{".toml:1)", "unknown section", "did you mean [node]"}},
-		{"UnknownSection", "[s3]\nbucket = \"b\"\n", "s3", []string{"unknown section", "the sections are node, cluster"}},
+		{"UnknownSection", "[s4]\nbucket = \"b\"\n", "s4", []string{"unknown section", "the sections are node, cluster"}},
 		{"TopLevelKey", "http_addr = \"x\"\n", "http_addr", []string{`did you mean "node.http_addr"`}},
 		{"CaseMatters", "[Node]\nid = \"1\"\n", "Node", []string{"did you mean [node]"}},
 		{"KeyCaseMatters", "[node]\nHTTP_ADDR = \"127.0.0.1:9\"\n", "node.HTTP_ADDR", []string{`did you mean "node.http_addr"`}},
@@ -541,6 +545,16 @@ nodes = ["1 a:4002 a:4001", "2 b:4002 b:4001", "3 c:4002 c:4001"]
 		{"ElectionShorterThanHeartbeat", "[cluster]\nheartbeat_timeout = \"2s\"\n", nil, "cluster.election_timeout",
 			[]string{"500ms is shorter than cluster.heartbeat_timeout (2s)"}},
 		{"HeartbeatTooShort", "", []string{"CAIRN_CLUSTER_HEARTBEAT_TIMEOUT=1ms"}, "cluster.heartbeat_timeout", []string{"too short"}},
+		{"BadCron", "", []string{"CAIRN_BACKUP_CRON=0 30 25 * * * *"}, "backup.cron", []string{"cron", "0 30 25"}},
+		{"CronFieldCount", "[backup]\ncron = \"* * *\"\n", nil, "backup.cron", []string{"want 5, 6 or 7 fields"}},
+		{"BadTimezone", "", []string{"CAIRN_BACKUP_TIMEZONE=Mars/Olympus"}, "backup.timezone", []string{"Mars/Olympus"}},
+		{"NegativeRetention", "", []string{"CAIRN_BACKUP_KEEP_DAYS=-1"}, "backup.keep_days", []string{"negative"}},
+		{"S3WithoutKeys", "[s3]\nbucket = \"b\"\n", nil, "encryption.keys", []string{"unencrypted", "backup.encrypt = false"}},
+		{"S3URLWithoutBucket", "", []string{"CAIRN_S3_URL=http://127.0.0.1:7070"}, "s3.bucket", []string{"required when s3.url"}},
+		{"S3KeyWithoutSecret", "[s3]\nbucket = \"b\"\nkey = \"AK\"\n[backup]\nencrypt = false\n", nil, "s3.secret", []string{"go together"}},
+		{"S3BadURL", "[s3]\nbucket = \"b\"\nurl = \"ftp://x\"\n[backup]\nencrypt = false\n", nil, "s3.url", []string{"not an http(s) URL"}},
+		{"BadKey", "", []string{"CAIRN_ENCRYPTION_KEYS=k1/not-base64!", "CAIRN_ENCRYPTION_KEY_ACTIVE=k1"}, "encryption.keys", []string{"k1"}},
+		{"ActiveKeyMissing", "", []string{"CAIRN_ENCRYPTION_KEYS=k1/AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "CAIRN_ENCRYPTION_KEY_ACTIVE=k2"}, "encryption.keys", []string{"k2"}},
 		{"SnapshotThresholdZero", "", []string{"CAIRN_CLUSTER_SNAPSHOT_THRESHOLD=0"}, "cluster.snapshot_threshold", []string{"at least 1"}},
 		{"NegativeDuration", "", []string{"CAIRN_HTTP_IDLE_TIMEOUT=-1s"}, "http.idle_timeout", []string{"-1s is negative"}},
 		{"ZeroShutdown", "", []string{"CAIRN_HTTP_SHUTDOWN_TIMEOUT=0s"}, "http.shutdown_timeout", []string{"must be positive"}},
@@ -795,6 +809,9 @@ func TestConfig_Redacted(t *testing.T) {
 		t.Fatalf("Load(Redacted()): %v\n%s", err, r)
 	}
 	c2.origins, c.origins = nil, nil
+	if len(c2.Encryption.Keys) == 0 {
+		c2.Encryption.Keys = nil // "keys = []" loads as an empty list
+	}
 	if !reflect.DeepEqual(c, c2) {
 		t.Errorf("round trip:\n%s\nwant\n%s", c2, c)
 	}
@@ -893,8 +910,8 @@ func TestSchema(t *testing.T) {
 	if got := keys.byKey["db.url"].redact; got != redactPass {
 		t.Errorf("db.url redaction = %v", got)
 	}
-	if len(keys.fields) != 29 {
-		t.Errorf("%d keys, want 29", len(keys.fields))
+	if len(keys.fields) != 43 {
+		t.Errorf("%d keys, want 43", len(keys.fields))
 	}
 
 	type bad struct {

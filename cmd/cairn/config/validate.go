@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cairndb/cairn/backup"
+	"github.com/cairndb/cairn/backup/format"
 )
 
 // minSecretLen is the shortest cluster.secret accepted.
@@ -154,6 +157,10 @@ func (c *Config) check() []Problem {
 	}
 	v.atLeast("db.connect_timeout", c.DB.ConnectTimeout, time.Millisecond)
 
+	if !c.PostgresMode() {
+		v.backup()
+	}
+
 	// [http]
 	if c.HTTP.MaxBodySize <= 0 {
 		v.add("http.max_body_size", "must be positive")
@@ -177,6 +184,68 @@ func (c *Config) check() []Problem {
 	}
 
 	return v.problems
+}
+
+// backup checks the [backup], [s3] and [encryption] sections.
+func (v *validator) backup() {
+	c := v.c
+	loc, err := time.LoadLocation(c.Backup.Timezone)
+	if err != nil {
+		v.add("backup.timezone", "%q is not a time zone: %v", c.Backup.Timezone, err)
+		loc = time.UTC
+	}
+	if c.Backup.Cron != "" {
+		if _, err := backup.ParseSchedule(c.Backup.Cron, loc); err != nil {
+			v.add("backup.cron", "%v", err)
+		}
+	}
+	if c.Backup.KeepDaysLocal < 0 {
+		v.add("backup.keep_days_local", "must not be negative")
+	}
+	if c.Backup.KeepDays < 0 {
+		v.add("backup.keep_days", "must not be negative")
+	}
+	if _, err := c.KeyRing(); err != nil {
+		v.add("encryption.keys", "%v", err)
+	}
+	if c.S3.Bucket == "" {
+		for key, val := range map[string]string{"s3.url": c.S3.URL, "s3.key": c.S3.Key, "s3.prefix": c.S3.Prefix} {
+			if val != "" {
+				v.add("s3.bucket", "required when %s is set", key)
+				break
+			}
+		}
+		return
+	}
+	if c.S3.URL != "" {
+		if u, err := url.Parse(c.S3.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add("s3.url", "%q is not an http(s) URL", c.S3.URL)
+		}
+	}
+	if (c.S3.Key == "") != (c.S3.Secret == "") {
+		v.add("s3.secret", "s3.key and s3.secret go together: set both, or neither to use the default credential chain")
+	}
+	if len(c.Encryption.Keys) == 0 && c.Backup.Encrypt {
+		v.add("encryption.keys", "s3.bucket is set but there are no encryption keys: backups would leave this node unencrypted; set encryption.keys and encryption.key_active (%s, %s), or backup.encrypt = false to upload them unencrypted",
+			keys.byKey["encryption.keys"].env, keys.byKey["encryption.key_active"].env)
+	}
+}
+
+// KeyRing parses the encryption keys; nil when there are none.
+func (c *Config) KeyRing() (*format.KeyRing, error) {
+	if len(c.Encryption.Keys) == 0 && c.Encryption.KeyActive == "" {
+		return nil, nil
+	}
+	return format.ParseKeyRing(c.Encryption.Keys, c.Encryption.KeyActive)
+}
+
+// Location is the time zone of backup.cron (UTC if it does not parse).
+func (c *Config) Location() *time.Location {
+	loc, err := time.LoadLocation(c.Backup.Timezone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
 }
 
 // validator collects the problems of one Validate.
