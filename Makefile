@@ -8,6 +8,8 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TOOLS       := $(CURDIR)/.cache/bin
 STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
+VERSITYGW   := $(TOOLS)/versitygw
+VERSITYGW_VERSION := v1.8.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 # Seconds of fuzzing per fuzz target in `make fuzz`; `make test` runs the
 # seed corpus only.
@@ -46,8 +48,12 @@ test: test-deps check build
 	CAIRN_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -tags integration ./tests/...
 
 ## test-deps: install what the tests need when it is missing
-test-deps: $(STATICCHECK)
+test-deps: $(STATICCHECK) $(VERSITYGW)
 	@command -v gcc >/dev/null || (apt-get update && apt-get install -y gcc)
+
+# versitygw: a real S3 server over a directory, for the backup tests.
+$(VERSITYGW):
+	GOBIN=$(TOOLS) CGO_ENABLED=0 $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
 $(STATICCHECK):
 	GOBIN=$(TOOLS) CGO_ENABLED=0 $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

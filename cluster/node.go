@@ -670,3 +670,8 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 
 // Raft is the underlying hashicorp/raft instance, for tests and tools.
 func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// IsLeader reports whether this node is the Raft leader now.
+func (n *Node) IsLeader() bool {
+	return n.raft != nil && !n.closed.Load() && n.raft.State() == raft.Leader
+}

@@ -22,6 +22,9 @@ type Backups interface {
 	// Open opens a backup's (encrypted) file, locally if it is there, else
 	// from the remote store.
 	Open(ctx context.Context, name string) (io.ReadCloser, backup.Info, error)
+	// Status reports the last backup, the last failure and pending
+	// uploads.
+	Status() backup.Status
 }
 
 // BackupLocation selects where List looks.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairndb/cairn/backup"
 	"github.com/cairndb/cairn/cluster"
 )
 
@@ -29,6 +30,8 @@ type statusResponse struct {
 	HTTP  httpStatus  `json:"http"`
 	Store storeStatus `json:"store"`
 	Cairn cairnStatus `json:"cairn"`
+	// Backup is the backup scheduler's state, when backups are on.
+	Backup *backup.Status `json:"backup,omitempty"`
 }
 
 type buildStatus struct {
@@ -125,7 +128,12 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := writeJSON(w, http.StatusOK, s.newStatusResponse(st, time.Now()), pretty); err != nil {
+	resp := s.newStatusResponse(st, time.Now())
+	if s.cfg.Backups != nil {
+		bs := s.cfg.Backups.Status()
+		resp.Backup = &bs
+	}
+	if err := writeJSON(w, http.StatusOK, resp, pretty); err != nil {
 		s.noteWriteError(r, err)
 	}
 }

@@ -133,6 +133,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err := node.Open(ctx); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
+	sched, local, remote, err := newScheduler(cfg, db, node.IsLeader, logger)
+	if err != nil {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
+		defer cancel()
+		return errors.Join(err, node.Close(closeCtx))
+	}
+	sched.Start(ctx)
 
 	srv := server.New(server.Config{
 		MaxBodySize:    int64(cfg.HTTP.MaxBodySize),
@@ -144,6 +151,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		NodeID:         cfg.Node.ID,
 		Pprof:          cfg.HTTP.Pprof,
 		Internal:       node.InternalHandler(),
+		Backups:        &backupService{sched: sched, local: local, remote: remote},
 		Authenticate: func(r *http.Request, body []byte) error {
 			return cluster.VerifyRequest(r, []byte(cfg.Cluster.Secret.Value()), body, time.Now())
 		},
@@ -151,6 +159,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 		defer cancel()
+		sched.Close()
 		return errors.Join(fmt.Errorf("listen for http on %s: %w", cfg.Node.HTTPAddr, err), node.Close(closeCtx))
 	}
 	logger.Info("cairn node started", "version", version, "http", srv.URL(), "raft", cfg.Node.RaftAdvertise, "data_dir", cfg.Node.DataDir, "members", len(members))
@@ -174,6 +183,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err := srv.Close(shutdownCtx); err != nil {
 		errs = append(errs, fmt.Errorf("close http: %w", err))
 	}
+	// A backup in progress finishes before Raft stops.
+	sched.Close()
 	if err := node.Close(shutdownCtx); err != nil {
 		errs = append(errs, fmt.Errorf("close raft: %w", err))
 	}

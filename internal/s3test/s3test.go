@@ -1,0 +1,264 @@
+package s3test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// EnvBinary names the variable that points at a versitygw binary.
+const EnvBinary = "CAIRN_VERSITYGW"
+
+// Region is the region the server signs for.
+const Region = "us-east-1"
+
+// startTimeout bounds how long Start waits for the server to answer.
+const startTimeout = 30 * time.Second
+
+// Server is a running versitygw. Its fields are what an S3 client needs;
+// requests must be path-style.
+type Server struct {
+	URL    string // "http://127.0.0.1:PORT"
+	Region string
+	Key    string // the root access key id
+	Secret string // the root secret access key
+	Bucket string // a fresh, empty bucket made by Start
+
+	Dir string // the posix root: one directory per bucket
+	Log string // the file that holds the server's output
+
+	client  *awss3.Client
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has exited
+	stopped sync.Once
+}
+
+// buckets numbers the buckets made in this process.
+var buckets atomic.Int64
+
+// Start starts versitygw, waits until it answers, makes a fresh bucket,
+// and stops the server when the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{
+		Region: Region,
+		Key:    "CAIRNTEST" + strings.ToUpper(randomHex(t, 6)),
+		Secret: randomHex(t, 20),
+		Dir:    root,
+		Log:    filepath.Join(dir, "versitygw.log"),
+	}
+
+	// A free port may be taken between choosing and binding it: try a
+	// few.
+	for attempt := 1; ; attempt++ {
+		err := s.start(t, bin)
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("start versitygw: %v\n%s", err, s.logTail())
+		}
+	}
+	t.Cleanup(s.Stop)
+
+	s.client = awss3.New(awss3.Options{
+		Region:       s.Region,
+		Credentials:  credentials.NewStaticCredentialsProvider(s.Key, s.Secret, ""),
+		BaseEndpoint: aws.String(s.URL),
+		UsePathStyle: true,
+	})
+	s.Bucket = s.NewBucket(t)
+	return s
+}
+
+// start runs the binary on a free port and waits until it answers.
+func (s *Server) start(t testing.TB, bin string) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(s.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+
+	cmd := exec.Command(bin, "--port", addr, "posix", s.Dir)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.Key, "ROOT_SECRET_KEY="+s.Secret)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("run %s: %w", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+
+	url := "http://" + addr
+	deadline := time.Now().Add(startTimeout)
+	hc := &http.Client{Timeout: time.Second}
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("versitygw on %s exited: %v", addr, cmd.ProcessState)
+		default:
+		}
+		// Any HTTP answer, even 403, means it serves.
+		if resp, err := hc.Get(url + "/"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("versitygw on %s did not answer within %s", addr, startTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.URL, s.cmd, s.exited = url, cmd, exited
+	t.Logf("versitygw %s serving %s on %s", bin, s.Dir, url)
+	return nil
+}
+
+// NewBucket makes another fresh bucket on the server and returns its
+// name.
+func (s *Server) NewBucket(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("cairn-test-%d-%s", buckets.Add(1), randomHex(t, 4))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.client.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatalf("create bucket %s: %v\n%s", name, err, s.logTail())
+	}
+	return name
+}
+
+// Client is an SDK client for the server, for what a test must do
+// outside the code under test (put a foreign object, list multipart
+// uploads).
+func (s *Server) Client() *awss3.Client { return s.client }
+
+// Stop stops the server (SIGTERM, then SIGKILL after 10 s) and waits for
+// it. It is safe to call more than once.
+func (s *Server) Stop() {
+	s.stopped.Do(func() {
+		if s.cmd == nil {
+			return
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(10 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
+}
+
+// Binary finds the versitygw binary: $CAIRN_VERSITYGW, then
+// .cache/bin/versitygw under the module root, then PATH.
+func Binary() (string, error) {
+	if p := os.Getenv(EnvBinary); p != "" {
+		if isExecutable(p) {
+			return p, nil
+		}
+		return "", fmt.Errorf("versitygw not found: $%s=%s is not an executable file", EnvBinary, p)
+	}
+	if root, err := moduleRoot(); err == nil {
+		p := filepath.Join(root, ".cache", "bin", "versitygw")
+		if isExecutable(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("versitygw not found: run `make test-deps` (or set $" + EnvBinary + ")")
+}
+
+// moduleRoot walks up from the working directory to the directory that
+// holds go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// freeAddr returns a loopback address with a port nothing listens on
+// right now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		return "", err
+	}
+	return addr, nil
+}
+
+// logTail is the end of the server's output, for failure messages.
+func (s *Server) logTail() string {
+	b, err := os.ReadFile(s.Log)
+	if err != nil {
+		return ""
+	}
+	const max = 4000
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return "versitygw output:\n" + string(bytes.TrimSpace(b))
+}
+
+func randomHex(t testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
