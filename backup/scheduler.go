@@ -191,8 +191,8 @@ func (s *Scheduler) Run(ctx context.Context, pruneRemote bool) (Info, error) {
 	s.status.LastError = ""
 	s.mu.Unlock()
 
-	s.upload(ctx)
-	s.prune(ctx, pruneRemote)
+	pending, listed := s.upload(ctx)
+	s.prune(ctx, pruneRemote, pending, listed)
 	return info, nil
 }
 
@@ -257,11 +257,14 @@ func (s *Scheduler) take(ctx context.Context) (Info, error) {
 }
 
 // upload sends every local backup the remote store lacks, oldest first.
-func (s *Scheduler) upload(ctx context.Context) {
+// It returns the local backups still not uploaded, and whether the remote
+// store could be listed at all (if not, nobody knows what is uploaded).
+func (s *Scheduler) upload(ctx context.Context) (pending []Info, listed bool) {
 	if s.cfg.Remote == nil {
-		return
+		return nil, true
 	}
 	pending, err := s.missingRemote(ctx)
+	listed = err == nil
 	if err == nil {
 		for i := len(pending) - 1; i >= 0 && err == nil; i-- {
 			err = s.uploadOne(ctx, pending[i])
@@ -277,9 +280,10 @@ func (s *Scheduler) upload(ctx context.Context) {
 		s.status.UploadFailures++
 		s.status.UploadError = err.Error()
 		s.logger.Error("backup upload failed; the local backup is kept and uploaded on the next run", "error", err, "pending", len(pending))
-		return
+		return pending, listed
 	}
 	s.status.UploadError = ""
+	return pending, listed
 }
 
 // missingRemote lists the local backups not in the remote store, newest
@@ -320,20 +324,18 @@ func (s *Scheduler) uploadOne(ctx context.Context, info Info) error {
 	return nil
 }
 
-func (s *Scheduler) prune(ctx context.Context, remote bool) {
+// prune applies retention. Local backups still waiting for their upload
+// (pending) are kept; if the remote store could not be listed (listed is
+// false), every local backup is kept.
+func (s *Scheduler) prune(ctx context.Context, remote bool, pending []Info, listed bool) {
 	now := s.cfg.Now()
-	// A local backup still waiting for its upload is not pruned.
-	var protect map[string]bool
-	if s.cfg.Remote != nil {
-		missing, err := s.missingRemote(ctx)
-		if err != nil {
-			s.logger.Warn("prune local backups: cannot tell which are uploaded; keeping them all", "error", err)
-			return
-		}
-		protect = make(map[string]bool, len(missing))
-		for _, m := range missing {
-			protect[m.Name] = true
-		}
+	if !listed {
+		s.logger.Warn("not pruning local backups: the remote store could not be listed, so which are uploaded is unknown")
+		return
+	}
+	protect := make(map[string]bool, len(pending))
+	for _, p := range pending {
+		protect[p.Name] = true
 	}
 	if deleted, err := Prune(ctx, s.cfg.Local, s.cfg.KeepLocal, now, protect); err != nil {
 		s.logger.Error("prune local backups", "error", err)

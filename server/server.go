@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cairndb/cairn/cluster"
 	"github.com/cairndb/cairn/statemachine/command"
 )
@@ -45,6 +47,11 @@ const (
 	logKeyError     = "error"
 	logKeyAddr      = "addr"
 )
+
+// handleMetrics serves GET /metrics in Prometheus' format.
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	s.metrics.handler.ServeHTTP(w, r)
+}
 
 // InternalPrefix is the path under which Config.Internal serves.
 const InternalPrefix = "/internal/"
@@ -84,6 +91,10 @@ type Config struct {
 	Backups Backups
 	// BackupsDisabled says why there are no backups (Postgres mode, …).
 	BackupsDisabled string
+	// Health adds subsystems (backups, S3, disk) to /healthz.
+	Health HealthFunc
+	// Collectors are added to /metrics.
+	Collectors []prometheus.Collector
 	// Pprof serves net/http/pprof under /debug/pprof/.
 	Pprof bool
 	// Internal, when set, serves every path under /internal/: the
@@ -138,6 +149,7 @@ type Server struct {
 	store   Store
 	logger  *slog.Logger
 	started time.Time
+	metrics *metrics
 
 	handler http.Handler
 	routes  map[string]route
@@ -180,9 +192,12 @@ func New(cfg Config, store Store, logger *slog.Logger) *Server {
 		"/nodes":      {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleNodes},
 		"/readyz":     {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleReadyz},
 		"/livez":      {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleLivez},
+		"/healthz":    {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleHealthz},
+		"/metrics":    {methods: []string{http.MethodGet}, handle: s.handleMetrics},
 		"/join":       {methods: []string{http.MethodPost}, handle: s.handleJoin},
 		"/remove":     {methods: []string{http.MethodPost, http.MethodDelete}, handle: s.handleRemove},
 	}
+	s.metrics = newMetrics(s)
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	s.httpSrv = &http.Server{
 		Handler:           s.handler,
@@ -331,7 +346,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				s.writeError(rec, r, apiError{status: http.StatusInternalServerError, msg: "internal server error"}, false)
 			}
 		}
-		s.logRequest(r, rec, info, time.Since(start))
+		d := time.Since(start)
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		s.metrics.observe(s, r.URL.Path, status, d)
+		s.logRequest(r, rec, info, d)
 	}()
 	s.dispatch(rec, r)
 }

@@ -140,6 +140,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		return errors.Join(err, node.Close(closeCtx))
 	}
 	sched.Start(ctx)
+	health := &nodeHealth{sched: sched, dataDir: cfg.Node.DataDir}
+	if c, ok := remote.(checker); ok {
+		health.s3 = c
+	}
 
 	srv := server.New(server.Config{
 		MaxBodySize:    int64(cfg.HTTP.MaxBodySize),
@@ -152,6 +156,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		Pprof:          cfg.HTTP.Pprof,
 		Internal:       node.InternalHandler(),
 		Backups:        &backupService{sched: sched, local: local, remote: remote},
+		Health:         health.checks,
+		Collectors:     backupCollectors(sched),
 		Authenticate: func(r *http.Request, body []byte) error {
 			return cluster.VerifyRequest(r, []byte(cfg.Cluster.Secret.Value()), body, time.Now())
 		},

@@ -230,6 +230,13 @@ func TestBackup_S3DownThenBack(t *testing.T) {
 	if local := n.backups("local"); len(local) != 1 || local[0].Name != first.Name {
 		t.Fatalf("local backups with S3 down: %+v", local)
 	}
+	code, health := n.get("/healthz")
+	if code != http.StatusOK || !strings.Contains(health, `"name":"backup","status":"degraded"`) || !strings.Contains(health, `"name":"s3","status":"failing"`) {
+		t.Errorf("/healthz with S3 down: HTTP %d: %s", code, health)
+	}
+	if _, m := n.get("/metrics"); !strings.Contains(m, "cairn_backup_upload_failures_total 1") || !strings.Contains(m, "cairn_backup_pending_uploads 1") {
+		t.Errorf("/metrics lacks the failed upload:\n%s", grepLines(m, "cairn_backup"))
+	}
 
 	proxy.down.Store(false)
 	n.execute(`["INSERT INTO t VALUES ('two')"]`)
@@ -288,6 +295,57 @@ func TestBackup_S3DownThenBack(t *testing.T) {
 			t.Fatalf("verify of a tampered backup: exit %d: %s", code, out)
 		}
 	})
+}
+
+// get fetches a path and returns the status and body.
+func (n *node) get(path string) (int, string) {
+	n.t.Helper()
+	resp, err := http.Get(n.url(path))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestBackup_WrongS3Credentials: the backup is made locally, and the
+// failure names the credentials problem (never the secret) in /status and
+// /healthz.
+func TestBackup_WrongS3Credentials(t *testing.T) {
+	s := s3test.Start(t)
+	env := s3Env(s, s.URL)
+	const wrong = "definitely-not-the-secret-0123"
+	env = append(env, "CAIRN_S3_SECRET="+wrong, "CAIRN_ENCRYPTION_KEYS="+testKey("k1", 1), "CAIRN_ENCRYPTION_KEY_ACTIVE=k1")
+	n := newNode(t, withEnv(env...))
+	n.start()
+	b := n.createBackup()
+	if local := n.backups("local"); len(local) != 1 || local[0].Name != b.Name {
+		t.Fatalf("local backups: %+v", local)
+	}
+	bs := n.backupStatus()
+	upload, _ := bs["upload_error"].(string)
+	if !strings.Contains(upload, "credentials") || strings.Contains(upload, wrong) {
+		t.Fatalf("upload error = %q", upload)
+	}
+	_, health := n.get("/healthz")
+	if !strings.Contains(health, `"name":"s3","status":"failing"`) || strings.Contains(health, wrong) {
+		t.Errorf("/healthz: %s", health)
+	}
+	log, _ := os.ReadFile(n.logPath)
+	if strings.Contains(string(log), wrong) || strings.Contains(string(log), s.Secret) {
+		t.Error("an S3 secret is in the log")
+	}
 }
 
 // TestBackup_ScheduleMovesWithLeadership runs a three-node cluster with a

@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Health states, from best to worst.
+const (
+	HealthOK       = "ok"
+	HealthDegraded = "degraded"
+	HealthFailing  = "failing"
+)
+
+// HealthCheck is the health of one subsystem.
+type HealthCheck struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	// Critical checks that fail make /healthz answer 503; the others are
+	// reported without failing it.
+	Critical bool   `json:"critical"`
+	Error    string `json:"error,omitempty"`
+	Detail   any    `json:"detail,omitempty"`
+}
+
+// HealthFunc reports the health of subsystems beyond the store (backups,
+// S3, disk). It must return quickly: cache what is slow to learn.
+type HealthFunc func(ctx context.Context) []HealthCheck
+
+// handleHealthz serves GET /healthz: every subsystem with its status, 503
+// when a critical one fails.
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	checks := []HealthCheck{s.storeHealth(ctx)}
+	if s.cfg.Health != nil {
+		checks = append(checks, s.cfg.Health(ctx)...)
+	}
+	overall, code := HealthOK, http.StatusOK
+	for _, c := range checks {
+		switch {
+		case c.Status == HealthFailing && c.Critical:
+			overall, code = HealthFailing, http.StatusServiceUnavailable
+		case c.Status != HealthOK && overall == HealthOK:
+			overall = HealthDegraded
+		}
+	}
+	body := map[string]any{"status": overall, "version": s.cfg.Version, "node_id": s.cfg.NodeID, "checks": checks}
+	if err := writeJSON(w, code, body, r.URL.Query().Has("pretty")); err != nil {
+		s.noteWriteError(r, err)
+	}
+}
+
+// storeHealth is the critical check of the store: Raft with a leader and
+// the log applied, or the database reachable.
+func (s *Server) storeHealth(ctx context.Context) HealthCheck {
+	c := HealthCheck{Name: "store", Status: HealthOK, Critical: true}
+	st, err := s.store.Status(ctx)
+	if err != nil {
+		c.Status, c.Error = HealthFailing, err.Error()
+		return c
+	}
+	c.Name = st.Mode
+	lag := uint64(0)
+	if st.CommitIndex > st.AppliedIndex {
+		lag = st.CommitIndex - st.AppliedIndex
+	}
+	c.Detail = map[string]any{"state": st.State, "leader": st.Leader.ID, "term": st.Term,
+		"commit_index": st.CommitIndex, "applied_index": st.AppliedIndex, "apply_lag": lag,
+		"last_contact_seconds": st.LastContact.Seconds(), "db_size": st.DBSize}
+	if err := s.store.Ready(ctx); err != nil {
+		c.Status, c.Error = HealthFailing, err.Error()
+	}
+	return c
+}
