@@ -68,6 +68,7 @@ func newScheduler(cfg *config.Config, src backup.Source, isLeader func() bool, l
 		KeepRemote: time.Duration(cfg.Backup.KeepDays) * day,
 		KeyRing:    ring,
 		NodeID:     cfg.Node.ID,
+		Cluster:    cfg.Cluster.Name,
 		Logger:     logger,
 	}, src, isLeader)
 	return s, local, remote, nil

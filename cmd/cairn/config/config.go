@@ -74,6 +74,9 @@ type Node struct {
 
 // Cluster is the [cluster] section: Raft membership and tuning.
 type Cluster struct {
+	// Name names the cluster in backups, so that backups of several
+	// clusters sharing a bucket can be told apart.
+	Name string `toml:"name" default:"cairn"`
 	// Nodes lists every member as "ID RAFT_ADDR HTTP_ADDR", identically on
 	// every node. The default is this node alone. In the environment the
 	// entries are separated by commas or newlines. Use Config.Members to

@@ -98,6 +98,7 @@ func TestLoad_Defaults(t *testing.T) {
 			RaftAdvertise: "127.0.0.1:4002",
 		},
 		Cluster: Cluster{
+			Name:              "cairn",
 			Nodes:             []string{wantID + " 127.0.0.1:4002 127.0.0.1:4001"},
 			SnapshotThreshold: 8192,
 			SnapshotInterval:  30 * time.Second,
@@ -160,6 +161,7 @@ func TestLoad_File(t *testing.T) {
 			RaftAdvertise: "cairn-1.cairn-headless:4002",
 		},
 		Cluster: Cluster{
+			Name: "cairn",
 			Nodes: []string{
 				"1 cairn-0.cairn-headless:4002 cairn-0.cairn-headless:4001",
 				"2 cairn-1.cairn-headless:4002 cairn-1.cairn-headless:4001",
@@ -910,8 +912,8 @@ func TestSchema(t *testing.T) {
 	if got := keys.byKey["db.url"].redact; got != redactPass {
 		t.Errorf("db.url redaction = %v", got)
 	}
-	if len(keys.fields) != 43 {
-		t.Errorf("%d keys, want 43", len(keys.fields))
+	if len(keys.fields) != 44 {
+		t.Errorf("%d keys, want 44", len(keys.fields))
 	}
 
 	type bad struct {
