@@ -522,15 +522,6 @@ type backuper interface {
 	NewBackup(dstURI string) (*sqlite.Backup, error)
 }
 
-func copyFrom(ctx context.Context, pool *sql.DB, path string) error {
-	conn, err := pool.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("get connection: %w", err)
-	}
-	defer conn.Close()
-	return copyConn(ctx, conn, path)
-}
-
 // copyConn copies the database behind conn to path.
 func copyConn(_ context.Context, conn *sql.Conn, path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
