@@ -176,7 +176,7 @@ func readHeader(r io.Reader) (*rawHeader, error) {
 		return nil, readErr("header", err)
 	}
 	if v := binary.BigEndian.Uint16(prelude[len(magic):]); v != Version {
-		return nil, fmt.Errorf("%w: version %d (this build reads version %d)", ErrUnsupportedVersion, v, Version)
+		return nil, fmt.Errorf("%w %d (this build reads %d)", ErrUnsupportedVersion, v, Version)
 	}
 	fieldsLen := int(binary.BigEndian.Uint16(prelude[len(magic)+2:]))
 	if fieldsLen < minFieldsLen || fieldsLen > maxFieldsLen {
