@@ -72,13 +72,15 @@ staticcheck: $(STATICCHECK)
 	$(STATICCHECK) -tags integration ./tests/...
 
 ## bench: a real single node and three-node cluster on loopback, driven
-## over HTTP (table on stdout, JSON in bench.json), after the Go
-## micro-benchmarks of the hot paths
+## over HTTP, then a backup of a BENCH_BACKUP_SIZE database to versitygw
+## (time per phase, RSS growth) (table on stdout, JSON in bench.json),
+## after the Go micro-benchmarks of the hot paths
 BENCH_DURATION ?= 5s
 BENCH_RUNS ?= 3
-bench: build
+BENCH_BACKUP_SIZE ?= 1GiB
+bench: build $(VERSITYGW)
 	$(GO) test -run '^$$' -bench . -benchmem ./statemachine/... ./cluster/
-	$(GO) run ./tests/bench -binary $(BIN) -duration $(BENCH_DURATION) -runs $(BENCH_RUNS) -json bench.json
+	$(GO) run ./tests/bench -binary $(BIN) -duration $(BENCH_DURATION) -runs $(BENCH_RUNS) -backup-size $(BENCH_BACKUP_SIZE) -json bench.json
 
 ## fuzz: fuzz the request decoder for FUZZTIME
 fuzz:

@@ -1,10 +1,13 @@
 // Command bench measures a real local Cairn deployment: it starts a single
 // node and a three-node cluster of the given binary on loopback, drives
 // them over HTTP, and reports writes/s, statements/s, reads/s with p50/p99
-// latency, and the failover window after the leader is killed. It prints a
-// table, and JSON with -json.
+// latency, and the failover window after the leader is killed. Then, in
+// this process, it backs up a database of -backup-size bytes to a real S3
+// server (versitygw) and reports each phase's time and the growth of its
+// own RSS (backup.go). It prints a table, and JSON with -json.
 //
 //	go run ./tests/bench -binary bin/cairn -duration 10s -json bench.json
+//	go run ./tests/bench -only backup -backup-size 256MiB
 package main
 
 import (
@@ -43,6 +46,9 @@ type options struct {
 	runs     int
 	jsonPath string
 	only     string
+
+	backupSize    byteSize
+	backupProfile string
 }
 
 // Result is one measurement: the median of its runs.
@@ -62,20 +68,23 @@ type Result struct {
 
 // Report is what -json writes.
 type Report struct {
-	Time             time.Time `json:"time"`
-	CPUs             int       `json:"cpus"`
-	GoVersion        string    `json:"go_version"`
-	Results          []Result  `json:"results"`
-	FailoverWindowMs float64   `json:"failover_window_ms"`
+	Time             time.Time     `json:"time"`
+	CPUs             int           `json:"cpus"`
+	GoVersion        string        `json:"go_version"`
+	Results          []Result      `json:"results"`
+	FailoverWindowMs float64       `json:"failover_window_ms"`
+	Backup           *BackupResult `json:"backup,omitempty"`
 }
 
 func run() error {
-	var o options
+	o := options{backupSize: 1 << 30}
 	flag.StringVar(&o.binary, "binary", "bin/cairn", "cairn binary")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each run of a workload")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each workload; the median run is reported")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
-	flag.StringVar(&o.only, "only", "", "run only setups whose name contains this (single, cluster)")
+	flag.StringVar(&o.only, "only", "", "run only setups whose name contains this (single, cluster, backup)")
+	flag.Var(&o.backupSize, "backup-size", "size of the database the backup setup backs up (1GiB, 256MiB)")
+	flag.StringVar(&o.backupProfile, "backup-cpuprofile", "", "write a CPU profile of each backup phase to this directory")
 	flag.Parse()
 	bin, err := filepath.Abs(o.binary)
 	if err != nil {
@@ -111,6 +120,13 @@ func run() error {
 			rep.FailoverWindowMs = float64(window.Microseconds()) / 1000
 		}
 	}
+	if o.only == "" || strings.Contains("backup", o.only) {
+		b, err := benchBackup(work, int64(o.backupSize), o.backupProfile)
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		rep.Backup = b
+	}
 	printTable(os.Stdout, rep)
 	if o.jsonPath != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
@@ -127,13 +143,18 @@ func run() error {
 func printTable(w io.Writer, rep Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(w, "cairn bench, %d CPUs, %s, %s\n", rep.CPUs, rep.GoVersion, rep.Time.Format(time.RFC3339))
-	fmt.Fprintln(tw, "setup\tworkload\tconc\trate\tunit\tp50 ms\tp99 ms\terrors\t")
-	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%.2f\t%.2f\t%d\t\n", r.Setup, r.Workload, r.Concurrency, r.OpsPerSec, r.Unit, r.P50Ms, r.P99Ms, r.Errors)
+	if len(rep.Results) > 0 {
+		fmt.Fprintln(tw, "setup\tworkload\tconc\trate\tunit\tp50 ms\tp99 ms\terrors\t")
+		for _, r := range rep.Results {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%.2f\t%.2f\t%d\t\n", r.Setup, r.Workload, r.Concurrency, r.OpsPerSec, r.Unit, r.P50Ms, r.P99Ms, r.Errors)
+		}
+		tw.Flush()
 	}
-	tw.Flush()
 	if rep.FailoverWindowMs > 0 {
 		fmt.Fprintf(w, "failover window (leader kill -9 -> first successful write): %.0f ms\n", rep.FailoverWindowMs)
+	}
+	if rep.Backup != nil {
+		printBackup(w, rep.Backup)
 	}
 }
 

@@ -137,11 +137,12 @@ func (c *testCluster) running() []*node {
 	return rs
 }
 
-// idsOn reads every id of table acks from one node's local copy; a node
-// that has not received the table yet has none.
-func idsOn(t *testing.T, n *node) map[int64]bool {
+// idsAt reads every id of table acks through one node at a read level
+// ("none": that node's own copy); a node that has not received the table
+// yet has none.
+func idsAt(t testing.TB, n *node, level string) map[int64]bool {
 	t.Helper()
-	code, r, raw := n.do("POST", "/db/query?level=none", `["SELECT id FROM acks"]`)
+	code, r, raw := n.do("POST", "/db/query?level="+level, `["SELECT id FROM acks"]`)
 	if code == http.StatusOK && len(r.Results) == 1 && strings.Contains(r.Results[0].Error, "no such table") {
 		return map[int64]bool{}
 	}
@@ -166,7 +167,7 @@ func (c *testCluster) waitConverged(want []int64, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for _, n := range c.running() {
 		for {
-			have := idsOn(c.t, n)
+			have := idsAt(c.t, n, "none")
 			missing := int64(-1)
 			for _, id := range want {
 				if !have[id] {

@@ -74,24 +74,6 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// storedIDs returns every id in the acks table.
-func storedIDs(t testing.TB, n *node) map[int64]bool {
-	t.Helper()
-	code, r, raw := n.do("POST", "/db/query?level=strong", `["SELECT id FROM acks"]`)
-	if code != http.StatusOK || len(r.Results) != 1 || r.Results[0].Error != "" {
-		t.Fatalf("read ids: HTTP %d: %s", code, raw)
-	}
-	ids := make(map[int64]bool, len(r.Results[0].Values))
-	for _, row := range r.Results[0].Values {
-		v, err := row[0].(json.Number).Int64()
-		if err != nil {
-			t.Fatalf("id %v: %v", row[0], err)
-		}
-		ids[v] = true
-	}
-	return ids
-}
-
 // TestDurability_KillDuringWrites kills -9 a node in the middle of a stream
 // of concurrent writes, three times, and checks after each restart that
 // every acknowledged row is there.
@@ -120,7 +102,7 @@ func TestDurability_KillDuringWrites(t *testing.T) {
 		all = append(all, acked...)
 
 		n.start()
-		stored := storedIDs(t, n)
+		stored := idsAt(t, n, "strong")
 		lost := 0
 		for _, id := range all {
 			if !stored[id] {
@@ -173,7 +155,7 @@ func TestDurability_RestartAfterSnapshot(t *testing.T) {
 	}{{"SIGTERM", n.stop}, {"SIGKILL", n.kill}} {
 		restart.down()
 		n.start()
-		if got := len(storedIDs(t, n)); got != rows {
+		if got := len(idsAt(t, n, "strong")); got != rows {
 			t.Fatalf("after %s restart: %d rows, want %d", restart.name, got, rows)
 		}
 		// The node takes writes again after the restart.
