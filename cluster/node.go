@@ -44,6 +44,9 @@ type Config struct {
 	// Secret is the cluster secret every node-to-node connection and
 	// request proves knowledge of. Empty only for a single node.
 	Secret []byte
+	// Epoch is the restore epoch of this node's data (restore.Epoch); Raft
+	// connections between nodes of different epochs are refused.
+	Epoch string
 
 	// SnapshotThreshold is how many entries since the last snapshot trigger
 	// one; SnapshotInterval how often that is checked; TrailingLogs how

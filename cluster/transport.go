@@ -69,7 +69,7 @@ const (
 var (
 	// errSecretMismatch means the two ends of a connection do not hold the
 	// same cluster secret (or the other end is not a Cairn node).
-	errSecretMismatch = errors.New("cluster secret mismatch")
+	errSecretMismatch = errors.New("cluster secret mismatch (or restore epoch mismatch: a node restored from a backup only talks to nodes restored from the same backup)")
 	// errNoHello means the peer closed the connection before sending a
 	// byte: a port probe (a Kubernetes tcpSocket check), not an attack.
 	errNoHello = errors.New("closed before the handshake")
@@ -82,6 +82,7 @@ func (n *Node) newTransport(logger hclog.Logger) (*raft.NetworkTransport, error)
 		ListenAddr: n.cfg.RaftAddr,
 		Advertise:  n.cfg.RaftAdvertise,
 		Secret:     n.cfg.Secret,
+		Epoch:      n.cfg.Epoch,
 		Logger:     logger,
 	})
 	if err != nil {
@@ -105,6 +106,11 @@ type streamLayerConfig struct {
 	Advertise string
 	// Secret is the cluster secret; empty only for a single node.
 	Secret []byte
+	// Epoch is the restore epoch of this node's data ("" if it was never
+	// restored from a backup). It is mixed into the handshake key, so nodes
+	// of different epochs refuse each other: a node that did not restore
+	// can never push its stale log over a restored cluster.
+	Epoch string
 
 	// ServerTLS and ClientTLS, set together, wrap every accepted and
 	// dialled connection in TLS before the handshake. For mTLS set
@@ -205,7 +211,7 @@ func listenRaft(cfg streamLayerConfig) (*streamLayer, error) {
 	l := &streamLayer{
 		ln:        ln,
 		advertise: advertiseAddr(advertise),
-		key:       transportKey(cfg.Secret),
+		key:       transportKey(cfg.Secret, cfg.Epoch),
 		serverTLS: cfg.ServerTLS,
 		clientTLS: cfg.ClientTLS,
 		logger:    cfg.Logger,
@@ -228,10 +234,14 @@ type advertiseAddr string
 func (a advertiseAddr) Network() string { return "tcp" }
 func (a advertiseAddr) String() string  { return string(a) }
 
-// transportKey derives the handshake's HMAC key from the cluster secret.
-func transportKey(secret []byte) []byte {
+// transportKey derives the handshake's HMAC key from the cluster secret
+// and the restore epoch.
+func transportKey(secret []byte, epoch string) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(transportKeyLabel))
+	if epoch != "" {
+		m.Write([]byte("\nepoch " + epoch))
+	}
 	return m.Sum(nil)
 }
 
@@ -525,7 +535,7 @@ func (l *streamLayer) refused(remote net.Addr, err error) {
 	}
 	args := []any{"remote", addr}
 	if errors.Is(err, errSecretMismatch) {
-		args = append(args, "reason", "wrong cluster secret")
+		args = append(args, "reason", "wrong cluster secret or restore epoch")
 	} else {
 		args = append(args, "reason", "bad handshake", "error", err)
 	}

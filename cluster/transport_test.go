@@ -212,7 +212,7 @@ func TestStreamLayer_Dial(t *testing.T) {
 			t.Fatalf("dial error %q: want the peer %s and %q", err, addr, errSecretMismatch)
 		}
 
-		waitTransportLog(t, serverLog, `reason="wrong cluster secret"`)
+		waitTransportLog(t, serverLog, `reason="wrong cluster secret or restore epoch"`)
 		if !strings.Contains(serverLog.String(), "remote=127.0.0.1:") || !strings.Contains(serverLog.String(), "level=WARN") {
 			t.Fatalf("refusal not logged at warn with the remote address:\n%s", serverLog)
 		}
@@ -221,7 +221,7 @@ func TestStreamLayer_Dial(t *testing.T) {
 			t.Fatalf("accept returned %v, %v for a refused connection", r.conn, r.err)
 		default:
 		}
-		assertNoSecrets(t, serverLog.String()+clientLog.String(), secretA, secretB, transportKey(secretA), transportKey(secretB))
+		assertNoSecrets(t, serverLog.String()+clientLog.String(), secretA, secretB, transportKey(secretA, ""), transportKey(secretB, ""))
 	})
 
 	t.Run("ImpostorListenerRefused", func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairndb/cairn/cluster"
 	"github.com/cairndb/cairn/cmd/cairn/config"
+	"github.com/cairndb/cairn/restore"
 	"github.com/cairndb/cairn/server"
 	"github.com/cairndb/cairn/statemachine"
 )
@@ -100,6 +101,24 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	defer release()
 
+	if spec := cfg.Backup.Restore; spec != "" {
+		res, err := runRestore(ctx, cfg, spec, logger)
+		if err != nil {
+			return fmt.Errorf("restore %s (CAIRN_BACKUP_RESTORE): %w; the existing data is untouched (a swap a crash interrupted is completed at the next start)", spec, err)
+		}
+		if res.Applied {
+			logger.Info("restored from backup", "backup", res.Name, "index", res.RaftIndex, "epoch", res.Epoch)
+		}
+	} else if err := restore.Recover(cfg.Node.DataDir, logger); err != nil {
+		// A restore a crash interrupted is finished (or undone) even when
+		// the variable has been removed since.
+		return fmt.Errorf("recover an interrupted restore: %w", err)
+	}
+	epoch, err := restore.Epoch(cfg.Node.DataDir)
+	if err != nil {
+		return fmt.Errorf("read restore epoch: %w", err)
+	}
+
 	db, err := statemachine.OpenFresh(dbPath(cfg.Node.DataDir))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
@@ -122,6 +141,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		HTTPAdvertise:     cfg.Node.HTTPAdvertise,
 		Members:           cm,
 		Secret:            []byte(cfg.Cluster.Secret.Value()),
+		Epoch:             epoch,
 		SnapshotThreshold: cfg.Cluster.SnapshotThreshold,
 		SnapshotInterval:  cfg.Cluster.SnapshotInterval,
 		TrailingLogs:      cfg.Cluster.TrailingLogs,

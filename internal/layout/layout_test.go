@@ -26,7 +26,7 @@ var allowed = map[string][]string{
 	"restore":              {"backup", "backup/format"},
 	"migrations":           {},
 	"server":               {"cluster", "statemachine/command", "backup"},
-	"cmd/cairn/config":     {"backup", "backup/format"},
+	"cmd/cairn/config":     {"backup", "backup/format", "restore"},
 	"internal/layout":      {},
 	"internal/backuptest":  {"backup"},
 	"internal/s3test":      {},

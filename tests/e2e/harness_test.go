@@ -134,13 +134,7 @@ func (n *node) startNoWait() {
 	}
 	args := append([]string{"serve"}, n.args...)
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(baseEnv(),
-		"CAIRN_NODE_DATA_DIR="+n.dataDir,
-		"CAIRN_NODE_HTTP_ADDR="+n.http,
-		"CAIRN_NODE_RAFT_ADDR="+n.raft,
-		"CAIRN_NODE_ID=1",
-	)
-	cmd.Env = append(cmd.Env, n.env...)
+	cmd.Env = append(baseEnv(), n.settings()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -152,6 +146,16 @@ func (n *node) startNoWait() {
 		logf.Close()
 	}()
 	n.cmd, n.done = cmd, done
+}
+
+// settings are the CAIRN_ variables the node runs with.
+func (n *node) settings() []string {
+	return append([]string{
+		"CAIRN_NODE_DATA_DIR=" + n.dataDir,
+		"CAIRN_NODE_HTTP_ADDR=" + n.http,
+		"CAIRN_NODE_RAFT_ADDR=" + n.raft,
+		"CAIRN_NODE_ID=1",
+	}, n.env...)
 }
 
 // baseEnv is the test process's environment without any CAIRN_ settings.

@@ -138,6 +138,11 @@ type Backup struct {
 	// Encrypt requires encryption keys before backups may leave the node
 	// (S3). Set it to false explicitly to upload unencrypted backups.
 	Encrypt bool `toml:"encrypt" default:"true"`
+	// Restore rebuilds this node from a backup before Raft starts:
+	// "s3:NAME", "s3:latest" or "file:/path" (a Cairn backup or a plain
+	// SQLite file). A restore already applied is recognised and not
+	// applied again, so the variable may stay set.
+	Restore string `toml:"restore"`
 }
 
 // S3 is the [s3] section: an S3-compatible bucket for backups.

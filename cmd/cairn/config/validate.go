@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairndb/cairn/backup"
 	"github.com/cairndb/cairn/backup/format"
+	"github.com/cairndb/cairn/restore"
 )
 
 // minSecretLen is the shortest cluster.secret accepted.
@@ -159,6 +160,8 @@ func (c *Config) check() []Problem {
 
 	if !c.PostgresMode() {
 		v.backup()
+	} else if c.Backup.Restore != "" {
+		v.add("backup.restore", "Postgres mode has no Raft state to restore: restore PostgreSQL with its own tools (pg_restore, pgBackRest) and unset %s", keys.byKey["backup.restore"].env)
 	}
 
 	// [http]
@@ -197,6 +200,15 @@ func (v *validator) backup() {
 	if c.Backup.Cron != "" {
 		if _, err := backup.ParseSchedule(c.Backup.Cron, loc); err != nil {
 			v.add("backup.cron", "%v", err)
+		}
+	}
+	if c.Backup.Restore != "" {
+		kind, _, err := restore.ParseSpec(c.Backup.Restore)
+		switch {
+		case err != nil:
+			v.add("backup.restore", "%v", err)
+		case kind == "s3" && c.S3.Bucket == "":
+			v.add("backup.restore", "%q restores from S3, but s3.bucket is not set", c.Backup.Restore)
 		}
 	}
 	if c.Backup.KeepDaysLocal < 0 {
