@@ -58,6 +58,12 @@ func TestServe_ValidateOnly(t *testing.T) {
 			}
 		}
 	})
+	t.Run("RestoreRefusedInPostgresMode", func(t *testing.T) {
+		out, code := runCairn(t, dir, []string{"CAIRN_DB_URL=postgres://cairn@127.0.0.1:5432/cairn", "CAIRN_BACKUP_RESTORE=s3:latest"}, "serve", "--validate-only")
+		if code == 0 || !strings.Contains(out, "backup.restore") || !strings.Contains(out, "pg_restore") {
+			t.Fatalf("exit %d: %s", code, out)
+		}
+	})
 	t.Run("ServeRefusesBadConfig", func(t *testing.T) {
 		out, code := runCairn(t, dir, []string{"CAIRN_LOG_FORMAT=xml"}, "serve")
 		if code == 0 || !strings.Contains(out, "log.format") {
