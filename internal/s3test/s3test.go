@@ -58,48 +58,67 @@ var buckets atomic.Int64
 // and stops the server when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := Binary()
+	s, err := Launch(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	t.Cleanup(s.Stop)
+	t.Logf("versitygw serving %s on %s, bucket %s", s.Dir, s.URL, s.Bucket)
+	return s
+}
+
+// Launch starts versitygw over a new directory under dir, waits until it
+// answers and makes a fresh bucket. The caller stops it with Stop. Tests
+// use Start; programs (the bench) use Launch.
+func Launch(dir string) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
 	root := filepath.Join(dir, "root")
 	if err := os.Mkdir(root, 0o700); err != nil {
-		t.Fatal(err)
+		return nil, err
+	}
+	key, err := randomHex(6)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := randomHex(20)
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{
 		Region: Region,
-		Key:    "CAIRNTEST" + strings.ToUpper(randomHex(t, 6)),
-		Secret: randomHex(t, 20),
+		Key:    "CAIRNTEST" + strings.ToUpper(key),
+		Secret: secret,
 		Dir:    root,
 		Log:    filepath.Join(dir, "versitygw.log"),
 	}
-
 	// A free port may be taken between choosing and binding it: try a
 	// few.
 	for attempt := 1; ; attempt++ {
-		err := s.start(t, bin)
+		err := s.start(bin)
 		if err == nil {
 			break
 		}
 		if attempt == 3 {
-			t.Fatalf("start versitygw: %v\n%s", err, s.logTail())
+			return nil, fmt.Errorf("start versitygw: %w\n%s", err, s.logTail())
 		}
 	}
-	t.Cleanup(s.Stop)
-
 	s.client = awss3.New(awss3.Options{
 		Region:       s.Region,
 		Credentials:  credentials.NewStaticCredentialsProvider(s.Key, s.Secret, ""),
 		BaseEndpoint: aws.String(s.URL),
 		UsePathStyle: true,
 	})
-	s.Bucket = s.NewBucket(t)
-	return s
+	if s.Bucket, err = s.newBucket(); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
 }
 
-// start runs the binary on a free port and waits until it answers.
-func (s *Server) start(t testing.TB, bin string) error {
+func (s *Server) start(bin string) error {
 	addr, err := freeAddr()
 	if err != nil {
 		return err
@@ -144,7 +163,6 @@ func (s *Server) start(t testing.TB, bin string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.URL, s.cmd, s.exited = url, cmd, exited
-	t.Logf("versitygw %s serving %s on %s", bin, s.Dir, url)
 	return nil
 }
 
@@ -152,13 +170,25 @@ func (s *Server) start(t testing.TB, bin string) error {
 // name.
 func (s *Server) NewBucket(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("cairn-test-%d-%s", buckets.Add(1), randomHex(t, 4))
+	name, err := s.newBucket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func (s *Server) newBucket() (string, error) {
+	suffix, err := randomHex(4)
+	if err != nil {
+		return "", err
+	}
+	name := fmt.Sprintf("cairn-test-%d-%s", buckets.Add(1), suffix)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := s.client.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
-		t.Fatalf("create bucket %s: %v\n%s", name, err, s.logTail())
+		return "", fmt.Errorf("create bucket %s: %w\n%s", name, err, s.logTail())
 	}
-	return name
+	return name, nil
 }
 
 // Client is an SDK client for the server, for what a test must do
@@ -255,10 +285,10 @@ func (s *Server) logTail() string {
 	return "versitygw output:\n" + string(bytes.TrimSpace(b))
 }
 
-func randomHex(t testing.TB, n int) string {
+func randomHex(n int) (string, error) {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	return hex.EncodeToString(b)
+	return hex.EncodeToString(b), nil
 }

@@ -8,19 +8,15 @@ package main
 // VmRSS and the Go heap every 10 ms, because VmHWM cannot be reset.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -29,13 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cairndb/cairn/backup"
 	"github.com/cairndb/cairn/backup/format"
@@ -157,19 +148,23 @@ func benchBackup(work string, size int64, profileDir string) (*BackupResult, err
 		res.SizeBytes = fi.Size()
 	}
 
-	srv, err := startS3(filepath.Join(dir, "s3"))
+	s3dir := filepath.Join(dir, "s3")
+	if err := os.MkdirAll(s3dir, 0o700); err != nil {
+		return nil, err
+	}
+	srv, err := s3test.Launch(s3dir)
 	if err != nil {
 		return nil, err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	ring, err := benchKeyRing()
 	if err != nil {
 		return nil, err
 	}
 	storeAt := func(prefix string) (*s3.Store, error) {
 		return s3.New(s3.Config{
-			URL: srv.url, Bucket: srv.bucket, Region: s3test.Region, PathStyle: true,
-			Key: srv.key, Secret: srv.secret, Prefix: prefix,
+			URL: srv.URL, Bucket: srv.Bucket, Region: srv.Region, PathStyle: true,
+			Key: srv.Key, Secret: srv.Secret, Prefix: prefix,
 		})
 	}
 	phased, err := storeAt("phases/")
@@ -521,131 +516,6 @@ func readRSS() (uint64, error) {
 		}
 	}
 	return 0, errors.New("read RSS: no VmRSS in /proc/self/status")
-}
-
-// s3Server is a versitygw serving a directory, with one bucket.
-type s3Server struct {
-	url, key, secret, bucket string
-	log                      string
-	cmd                      *exec.Cmd
-	exited                   chan struct{}
-}
-
-// startS3 starts versitygw (see s3test.Start, which needs a testing.TB)
-// on a free loopback port over dir and makes a bucket.
-func startS3(dir string) (*s3Server, error) {
-	bin, err := s3test.Binary()
-	if err != nil {
-		return nil, err
-	}
-	root := filepath.Join(dir, "root")
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, err
-	}
-	s := &s3Server{
-		key:    "CAIRNBENCH" + strings.ToUpper(randomHex(6)),
-		secret: randomHex(20),
-		bucket: "cairn-bench",
-		log:    filepath.Join(dir, "versitygw.log"),
-	}
-	// A free port may be taken between choosing and binding it.
-	for attempt := 1; ; attempt++ {
-		err = s.start(bin, root)
-		if err == nil {
-			break
-		}
-		if attempt == 3 {
-			return nil, fmt.Errorf("start versitygw: %w%s", err, s.logTail())
-		}
-	}
-	client := awss3.New(awss3.Options{
-		Region:       s3test.Region,
-		Credentials:  credentials.NewStaticCredentialsProvider(s.key, s.secret, ""),
-		BaseEndpoint: aws.String(s.url),
-		UsePathStyle: true,
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := client.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(s.bucket)}); err != nil {
-		s.stop()
-		return nil, fmt.Errorf("create bucket: %w%s", err, s.logTail())
-	}
-	return s, nil
-}
-
-func (s *s3Server) start(bin, root string) error {
-	addr, err := freePort()
-	if err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "--port", addr, "posix", root)
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.key, "ROOT_SECRET_KEY="+s.secret)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s: %w", bin, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	url := "http://" + addr
-	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("versitygw on %s exited: %v", addr, cmd.ProcessState)
-		default:
-		}
-		// Any HTTP answer, even 403, means it serves.
-		if resp, err := hc.Get(url + "/"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("versitygw on %s did not answer within 30s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.url, s.cmd, s.exited = url, cmd, exited
-	return nil
-}
-
-// stop stops the server: SIGTERM, then SIGKILL after 10 s.
-func (s *s3Server) stop() {
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.exited
-	}
-	s.cmd = nil
-}
-
-func (s *s3Server) logTail() string {
-	b, err := os.ReadFile(s.log)
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return "\nversitygw output:\n" + string(bytes.TrimSpace(b))
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) // never fails (crypto/rand)
-	return hex.EncodeToString(b)
 }
 
 // printBackup prints the backup table. MiB/s is of the database, but for
