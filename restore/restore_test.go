@@ -618,7 +618,7 @@ func TestRecoverInterrupted(t *testing.T) {
 		before  string                       // Epoch before recovery: "old", "new" or none
 		wantNew bool
 	}{
-		{name: "NothingToDo", dirs: map[string]map[string]string{"raft": oldRaft}, marker: "old", before: "old"},
+		{name: "NothingPending", dirs: map[string]map[string]string{"raft": oldRaft}, marker: "old", before: "old"},
 		{name: "WhileStaging", dirs: map[string]map[string]string{"raft": oldRaft, ".restore-1": {"restored.db": "x", "raft/raft.db": "partial"}}, marker: "old", before: "old"},
 		{name: "AfterRaftNewInPlace", dirs: map[string]map[string]string{"raft": oldRaft, "raft.new": withMarker(newRaft), ".restore-1": {"restored.db": "x"}}, marker: "old", before: "old", wantNew: true},
 		{name: "AfterOldMovedAside", dirs: map[string]map[string]string{"raft.old": oldRaft, "raft.new": withMarker(newRaft), ".restore-1": {"restored.db": "x"}}, marker: "old", before: "old", wantNew: true},
