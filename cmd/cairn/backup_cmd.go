@@ -210,7 +210,17 @@ func newBackupCreateCommand(o *backupOptions) *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(info)
 			}
-			return printBackups(cmd.OutOrStdout(), []server.BackupEntry{{Info: info, Local: true}}, time.Now())
+			// The listing says where the backup went (local, and S3 if
+			// the upload succeeded).
+			entry := server.BackupEntry{Info: info, Local: true}
+			if all, err := o.list(ctx, nil, server.BackupsAll); err == nil {
+				for _, e := range all {
+					if e.Name == info.Name {
+						entry = e
+					}
+				}
+			}
+			return printBackups(cmd.OutOrStdout(), []server.BackupEntry{entry}, time.Now())
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
