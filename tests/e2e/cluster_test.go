@@ -304,12 +304,16 @@ func TestCluster_GrowAndShrinkUnderWrites(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, "three members", func() bool { return len(membersOf(t, leader)) == 3 })
-	st, _ := leader.state()
 	before = len(w.ackedIDs())
 	waitFor(t, 30*time.Second, "writes after the shrink", func() bool { return len(w.ackedIDs()) > before+200 })
-	after, _ := leader.state()
-	if after.Term != st.Term || after.State != "Leader" {
-		t.Errorf("the removed nodes disturbed the cluster: term %d → %d, state %s", st.Term, after.Term, after.State)
+	// The removed nodes keep running; they must never lead the remaining
+	// cluster nor be counted in it again.
+	remaining := &testCluster{t: t, nodes: c.nodes}
+	if l := remaining.leader(30 * time.Second); l == extra[0] || l == extra[1] {
+		t.Errorf("a removed node leads the cluster")
+	}
+	if got := membersOf(t, remaining.leader(30*time.Second)); len(got) != 3 {
+		t.Errorf("members after the shrink: %v", got)
 	}
 
 	out, code := runCairn(t, t.TempDir(), nil, "cluster", "status", "--addr", entry.http, "--json")
