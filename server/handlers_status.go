@@ -114,16 +114,11 @@ type cairnStatus struct {
 
 // handleStatus serves GET /status.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQueryParams(r.URL.RawQuery)
-	if err != nil {
-		s.writeRequestError(w, r, err, false)
+	_, f, ok := s.readFlags(w, r, "pretty")
+	if !ok {
 		return
 	}
-	pretty, err := q.flag("pretty")
-	if err != nil {
-		s.writeRequestError(w, r, err, false)
-		return
-	}
+	pretty := f[0]
 	st, ok := s.storeStatus(w, r, pretty)
 	if !ok {
 		return
@@ -253,21 +248,11 @@ type nodeInfo struct {
 // body is a map keyed by node id, or {"nodes": [...]} sorted by id with
 // ?ver=2.
 func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQueryParams(r.URL.RawQuery)
-	if err != nil {
-		s.writeRequestError(w, r, err, false)
+	q, f, ok := s.readFlags(w, r, "pretty", "nonvoters")
+	if !ok {
 		return
 	}
-	pretty, err := q.flag("pretty")
-	if err != nil {
-		s.writeRequestError(w, r, err, false)
-		return
-	}
-	nonVoters, err := q.flag("nonvoters")
-	if err != nil {
-		s.writeRequestError(w, r, err, pretty)
-		return
-	}
+	pretty, nonVoters := f[0], f[1]
 	timeout, err := q.duration("timeout")
 	if err != nil {
 		s.writeRequestError(w, r, err, pretty)
@@ -406,24 +391,18 @@ func (s *Server) probe(ctx context.Context, base string) (time.Duration, error) 
 // handleReadyz serves GET /readyz in rqlite's text format. With ?noleader
 // it reports only that this process serves HTTP, without asking the Store.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQueryParams(r.URL.RawQuery)
-	if err != nil {
-		s.writeRequestError(w, r, err, false)
+	_, f, ok := s.readFlags(w, r, "noleader")
+	if !ok {
 		return
 	}
-	noLeader, err := q.flag("noleader")
-	if err != nil {
-		s.writeRequestError(w, r, err, false)
-		return
-	}
-	if noLeader {
+	if noLeader := f[0]; noLeader {
 		s.writeText(w, r, http.StatusOK, "[+]node ok")
 		return
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	err = s.store.Ready(ctx)
+	err := s.store.Ready(ctx)
 	switch {
 	case err == nil:
 		s.writeText(w, r, http.StatusOK, "[+]node ok\n[+]leader ok\n[+]store ok")
@@ -472,4 +451,23 @@ func (s *Server) handleLivez(w http.ResponseWriter, r *http.Request) {
 	if err := writeJSON(w, http.StatusOK, body, false); err != nil {
 		s.noteWriteError(r, err)
 	}
+}
+
+// readFlags parses the query string and the named boolean flags (present,
+// or =true/=false), answering 400 itself when they do not parse; ok is
+// false then.
+func (s *Server) readFlags(w http.ResponseWriter, r *http.Request, names ...string) (queryParams, []bool, bool) {
+	q, err := parseQueryParams(r.URL.RawQuery)
+	if err != nil {
+		s.writeRequestError(w, r, err, false)
+		return nil, nil, false
+	}
+	flags := make([]bool, len(names))
+	for i, name := range names {
+		if flags[i], err = q.flag(name); err != nil {
+			s.writeRequestError(w, r, err, false)
+			return nil, nil, false
+		}
+	}
+	return q, flags, true
 }
