@@ -94,13 +94,11 @@ func (s *Server) membershipCall(w http.ResponseWriter, r *http.Request, dst any)
 // redirectMembership sends a follower's membership call to the leader with
 // 307, which keeps the method and body.
 func (s *Server) redirectMembership(w http.ResponseWriter, r *http.Request) bool {
-	st, err := s.store.Status(r.Context())
-	if err != nil || st.State == "Leader" || st.Leader.HTTPAddr == "" {
+	target, follower := s.leaderURL(r)
+	if !follower || target == "" {
 		return false
 	}
-	u := *r.URL
-	u.Scheme, u.Host = "http", st.Leader.HTTPAddr
-	http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
+	http.Redirect(w, r, target, http.StatusTemporaryRedirect)
 	return true
 }
 

@@ -123,16 +123,30 @@ func (s *Server) writeRequestError(w http.ResponseWriter, r *http.Request, err e
 // this node is not the leader, as rqlite does for ?redirect. It reports
 // whether it answered.
 func (s *Server) redirectToLeader(w http.ResponseWriter, r *http.Request) bool {
+	target, follower := s.leaderURL(r)
+	switch {
+	case !follower:
+		return false
+	case target == "":
+		s.writeError(w, r, apiError{status: http.StatusServiceUnavailable, msg: cluster.ErrNoLeader.Error(), retry: true}, false)
+	default:
+		http.Redirect(w, r, target, http.StatusMovedPermanently)
+	}
+	return true
+}
+
+// leaderURL is this request's URL on the leader. follower is false when
+// this node leads (or is not in Raft mode); target is empty when no
+// leader is known.
+func (s *Server) leaderURL(r *http.Request) (target string, follower bool) {
 	st, err := s.store.Status(r.Context())
 	if err != nil || st.Mode != "raft" || st.State == "Leader" {
-		return false
+		return "", false
 	}
 	if st.Leader.HTTPAddr == "" {
-		s.writeError(w, r, apiError{status: http.StatusServiceUnavailable, msg: cluster.ErrNoLeader.Error(), retry: true}, false)
-		return true
+		return "", true
 	}
 	u := *r.URL
 	u.Scheme, u.Host = "http", st.Leader.HTTPAddr
-	http.Redirect(w, r, u.String(), http.StatusMovedPermanently)
-	return true
+	return u.String(), true
 }
