@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"internal/layout":      {},
 	"internal/backuptest":  {"backup"},
 	"internal/s3test":      {},
+	"internal/pgtest":      {},
 }
 
 // unrestricted packages sit at the top (or outside) of the map.

@@ -112,8 +112,14 @@ type DB struct {
 	URL string `toml:"url" secret:"url"`
 	// MaxConnections is the size of the PostgreSQL connection pool.
 	MaxConnections int `toml:"max_connections" default:"5"`
+	// MinConnections is how many PostgreSQL connections the pool keeps
+	// open even when idle.
+	MinConnections int `toml:"min_connections" default:"0"`
 	// ConnectTimeout bounds establishing one PostgreSQL connection.
 	ConnectTimeout time.Duration `toml:"connect_timeout" default:"5s"`
+	// StatementTimeout bounds one statement on PostgreSQL (its
+	// statement_timeout); zero means PostgreSQL's own setting.
+	StatementTimeout time.Duration `toml:"statement_timeout" default:"0s"`
 	// AutoMigrate runs pending schema migrations at start.
 	AutoMigrate bool `toml:"auto_migrate" default:"true"`
 	// MigrationsDir is a directory of extra migration files; empty means

@@ -912,8 +912,8 @@ func TestSchema(t *testing.T) {
 	if got := keys.byKey["db.url"].redact; got != redactPass {
 		t.Errorf("db.url redaction = %v", got)
 	}
-	if len(keys.fields) != 45 {
-		t.Errorf("%d keys, want 45", len(keys.fields))
+	if len(keys.fields) != 47 {
+		t.Errorf("%d keys, want 47", len(keys.fields))
 	}
 
 	type bad struct {

@@ -156,7 +156,11 @@ func (c *Config) check() []Problem {
 	if c.DB.MaxConnections < 1 {
 		v.add("db.max_connections", "must be at least 1, not %d", c.DB.MaxConnections)
 	}
+	if c.DB.MinConnections < 0 || c.DB.MinConnections > c.DB.MaxConnections {
+		v.add("db.min_connections", "must be between 0 and db.max_connections (%d), not %d", c.DB.MaxConnections, c.DB.MinConnections)
+	}
 	v.atLeast("db.connect_timeout", c.DB.ConnectTimeout, time.Millisecond)
+	v.atLeast("db.statement_timeout", c.DB.StatementTimeout, 0)
 
 	if !c.PostgresMode() {
 		v.backup()
