@@ -50,6 +50,8 @@ test: test-deps check build
 ## test-deps: install what the tests need when it is missing
 test-deps: $(STATICCHECK) $(VERSITYGW)
 	@command -v gcc >/dev/null || (apt-get update && apt-get install -y gcc)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
 # versitygw: a real S3 server over a directory, for the backup tests.
 $(VERSITYGW):

@@ -34,6 +34,11 @@ var (
 	// ErrClosed means the backend is shutting down or closed.
 	ErrClosed = errors.New("backend closed")
 
+	// ErrUnavailable means the database could not be reached (Postgres
+	// mode: PostgreSQL is down or refuses connections) before anything was
+	// sent; retrying later may succeed.
+	ErrUnavailable = errors.New("database unavailable")
+
 	// ErrStale means a level=none read asked for more freshness than this
 	// node can give.
 	ErrStale = errors.New("stale read")
@@ -100,4 +105,30 @@ type Status struct {
 	DBPath  string `json:"db_path,omitempty"`
 	DBSize  int64  `json:"db_size"`
 	DataDir string `json:"data_dir,omitempty"`
+	// Database names the PostgreSQL server and database in Postgres mode
+	// ("127.0.0.1:5432/app"), never with credentials.
+	Database string `json:"database,omitempty"`
+	// Pool describes the PostgreSQL connection pool in Postgres mode.
+	Pool *PoolStats `json:"pool,omitempty"`
+}
+
+// PoolStats describes a connection pool at one moment.
+type PoolStats struct {
+	// Max is the most connections the pool opens.
+	Max int32 `json:"max"`
+	// Total is the open connections, Idle and InUse those free and lent
+	// out, Constructing those being opened.
+	Total        int32 `json:"total"`
+	Idle         int32 `json:"idle"`
+	InUse        int32 `json:"in_use"`
+	Constructing int32 `json:"constructing"`
+	// Waiting is the requests waiting for a connection right now.
+	Waiting int64 `json:"waiting"`
+	// Acquires counts connections handed out; EmptyAcquires those that
+	// had to wait because none was idle; CanceledAcquires those given up.
+	Acquires         int64 `json:"acquires"`
+	EmptyAcquires    int64 `json:"empty_acquires"`
+	CanceledAcquires int64 `json:"canceled_acquires"`
+	// AcquireWait is the total time spent waiting for connections.
+	AcquireWait time.Duration `json:"acquire_wait_ns"`
 }

@@ -189,12 +189,14 @@ func newAssocRows(r command.Result, t float64, blobArray bool) (*assocRowsResult
 
 // jsonValue converts a column value into what encoding/json writes as
 // rqlite does: int64 exactly, float64, string, null, []byte as base64 (or
-// an array of integers with ?blob_array). JSON has no infinities: they are
+// an array of integers with ?blob_array). Postgres mode adds bool,
+// json.RawMessage (json and jsonb columns, written as they are) and []any
+// (arrays). JSON has no infinities: they are
 // written as ±9e999, which is how SQLite's own JSON functions write them
 // and which parses back as infinity in JavaScript and Python; NaN is null.
 func jsonValue(v any, blobArray bool) (any, error) {
 	switch x := v.(type) {
-	case nil, int64, string, bool:
+	case nil, int64, string, bool, json.RawMessage:
 		return x, nil
 	case float64:
 		return jsonFloat(x), nil
@@ -209,6 +211,16 @@ func jsonValue(v any, blobArray bool) (any, error) {
 		return int64(x), nil
 	case float32:
 		return jsonFloat(float64(x)), nil
+	case []any: // a PostgreSQL array
+		out := make([]any, len(x))
+		for i, e := range x {
+			jv, err := jsonValue(e, blobArray)
+			if err != nil {
+				return nil, fmt.Errorf("array element %d: %w", i, err)
+			}
+			out[i] = jv
+		}
+		return out, nil
 	}
 	return nil, fmt.Errorf("unsupported value type %T", v)
 }

@@ -54,7 +54,7 @@ func mapError(err error, kind writeKind, timeout time.Duration) apiError {
 		return apiError{status: http.StatusBadRequest, msg: err.Error()}
 	case errors.Is(err, cluster.ErrStale):
 		return apiError{status: http.StatusBadRequest, msg: err.Error()}
-	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrNoLeader):
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrUnavailable):
 		return apiError{status: http.StatusServiceUnavailable, msg: err.Error(), retry: true}
 	case errors.Is(err, cluster.ErrUnknownOutcome):
 		if kind == readOnly {

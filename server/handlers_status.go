@@ -109,7 +109,35 @@ type cairnStatus struct {
 	DBPath             string           `json:"db_path,omitempty"`
 	DBSize             int64            `json:"db_size"`
 	DataDir            string           `json:"data_dir,omitempty"`
-	UptimeSeconds      float64          `json:"uptime_seconds"`
+	// Database and Pool describe PostgreSQL in Postgres mode.
+	Database      string      `json:"database,omitempty"`
+	Pool          *poolStatus `json:"pool,omitempty"`
+	UptimeSeconds float64     `json:"uptime_seconds"`
+}
+
+// poolStatus is cluster.PoolStats with the wait time in seconds.
+type poolStatus struct {
+	Max                int32   `json:"max"`
+	Total              int32   `json:"total"`
+	Idle               int32   `json:"idle"`
+	InUse              int32   `json:"in_use"`
+	Constructing       int32   `json:"constructing"`
+	Waiting            int64   `json:"waiting"`
+	Acquires           int64   `json:"acquires"`
+	EmptyAcquires      int64   `json:"empty_acquires"`
+	CanceledAcquires   int64   `json:"canceled_acquires"`
+	AcquireWaitSeconds float64 `json:"acquire_wait_seconds"`
+}
+
+func poolStatusOf(p *cluster.PoolStats) *poolStatus {
+	if p == nil {
+		return nil
+	}
+	return &poolStatus{
+		Max: p.Max, Total: p.Total, Idle: p.Idle, InUse: p.InUse, Constructing: p.Constructing,
+		Waiting: p.Waiting, Acquires: p.Acquires, EmptyAcquires: p.EmptyAcquires,
+		CanceledAcquires: p.CanceledAcquires, AcquireWaitSeconds: p.AcquireWait.Seconds(),
+	}
 }
 
 // handleStatus serves GET /status.
@@ -223,6 +251,8 @@ func (s *Server) newStatusResponse(st cluster.Status, now time.Time) *statusResp
 			DBPath:             st.DBPath,
 			DBSize:             st.DBSize,
 			DataDir:            st.DataDir,
+			Database:           st.Database,
+			Pool:               poolStatusOf(st.Pool),
 			UptimeSeconds:      uptime.Seconds(),
 		},
 	}

@@ -62,6 +62,13 @@ func (s *Server) storeHealth(ctx context.Context) HealthCheck {
 		return c
 	}
 	c.Name = st.Mode
+	if st.Pool != nil {
+		c.Detail = map[string]any{"database": st.Database, "pool": poolStatusOf(st.Pool)}
+		if err := s.store.Ready(ctx); err != nil {
+			c.Status, c.Error = HealthFailing, err.Error()
+		}
+		return c
+	}
 	lag := uint64(0)
 	if st.CommitIndex > st.AppliedIndex {
 		lag = st.CommitIndex - st.AppliedIndex

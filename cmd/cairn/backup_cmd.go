@@ -67,6 +67,9 @@ func (o *backupOptions) direct(env []string) (*direct, error) {
 	if err != nil && !errors.As(err, &verr) {
 		return nil, err
 	}
+	if cfg.PostgresMode() {
+		return nil, errors.New(postgresNoBackups)
+	}
 	d := &direct{cfg: cfg, local: backup.NewLocal(backupDir(cfg.Node.DataDir))}
 	st, err := remoteStore(cfg)
 	if err != nil {

@@ -90,7 +90,7 @@ func dbPath(dataDir string) string {
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	logger := newLogger(cfg.Log, logw).With("node", cfg.Node.ID)
 	if cfg.PostgresMode() {
-		return &exitError{code: 2, err: errors.New("db.url: Postgres mode is not available in this version; leave db.url empty for the embedded SQLite")}
+		return servePostgres(ctx, cfg, logger)
 	}
 	// Everything this process creates is for its own user only.
 	syscall.Umask(0o077)
@@ -166,18 +166,19 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 
 	srv := server.New(server.Config{
-		MaxBodySize:    int64(cfg.HTTP.MaxBodySize),
-		RequestTimeout: cfg.HTTP.RequestTimeout,
-		ReadTimeout:    cfg.HTTP.ReadTimeout,
-		WriteTimeout:   cfg.HTTP.WriteTimeout,
-		IdleTimeout:    cfg.HTTP.IdleTimeout,
-		Version:        version,
-		NodeID:         cfg.Node.ID,
-		Pprof:          cfg.HTTP.Pprof,
-		Internal:       node.InternalHandler(),
-		Backups:        &backupService{sched: sched, local: local, remote: remote},
-		Health:         health.checks,
-		Collectors:     backupCollectors(sched),
+		MaxBodySize:     int64(cfg.HTTP.MaxBodySize),
+		RequestTimeout:  cfg.HTTP.RequestTimeout,
+		ReadTimeout:     cfg.HTTP.ReadTimeout,
+		WriteTimeout:    cfg.HTTP.WriteTimeout,
+		IdleTimeout:     cfg.HTTP.IdleTimeout,
+		ShutdownTimeout: cfg.HTTP.ShutdownTimeout,
+		Version:         version,
+		NodeID:          cfg.Node.ID,
+		Pprof:           cfg.HTTP.Pprof,
+		Internal:        node.InternalHandler(),
+		Backups:         &backupService{sched: sched, local: local, remote: remote},
+		Health:          health.checks,
+		Collectors:      backupCollectors(sched),
 		Authenticate: func(r *http.Request, body []byte) error {
 			return cluster.VerifyRequest(r, []byte(cfg.Cluster.Secret.Value()), body, time.Now())
 		},

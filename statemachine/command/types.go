@@ -58,7 +58,8 @@ type Result struct {
 	Columns []string
 	Types   []string
 	// Values holds one slice per row; each value is nil, int64, float64,
-	// string or []byte.
+	// string or []byte (Postgres mode adds bool, json.RawMessage for json
+	// and jsonb, and []any for arrays).
 	Values [][]any
 	// LastInsertID and RowsAffected are set for writes.
 	LastInsertID int64

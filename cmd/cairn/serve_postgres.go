@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cairndb/cairn/cluster/postgres"
+	"github.com/cairndb/cairn/cmd/cairn/config"
+	"github.com/cairndb/cairn/server"
+)
+
+// postgresNoBackups is what backup commands and endpoints answer in
+// Postgres mode.
+const postgresNoBackups = "this node runs in Postgres mode (db.url): PostgreSQL owns durability, so Cairn takes no backups; use pg_dump or pgBackRest"
+
+// newPostgres opens the pool of Postgres mode from the [db] section.
+func newPostgres(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*postgres.Backend, error) {
+	return postgres.Open(ctx, postgres.Config{
+		URL:              cfg.DB.URL,
+		MaxConnections:   int32(cfg.DB.MaxConnections),
+		MinConnections:   int32(cfg.DB.MinConnections),
+		ConnectTimeout:   cfg.DB.ConnectTimeout,
+		StatementTimeout: cfg.DB.StatementTimeout,
+		NodeID:           cfg.Node.ID,
+		HTTPAddr:         cfg.Node.HTTPAdvertise,
+		Logger:           logger,
+	})
+}
+
+// servePostgres runs a node in Postgres mode until ctx is cancelled: the
+// HTTP API on a PostgreSQL pool, no Raft, no backups. PostgreSQL need not
+// be up at start: /readyz says so until it is.
+func servePostgres(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	pg, err := newPostgres(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+
+	srv := server.New(server.Config{
+		MaxBodySize:     int64(cfg.HTTP.MaxBodySize),
+		RequestTimeout:  cfg.HTTP.RequestTimeout,
+		ReadTimeout:     cfg.HTTP.ReadTimeout,
+		WriteTimeout:    cfg.HTTP.WriteTimeout,
+		IdleTimeout:     cfg.HTTP.IdleTimeout,
+		ShutdownTimeout: cfg.HTTP.ShutdownTimeout,
+		Version:         version,
+		NodeID:          cfg.Node.ID,
+		Pprof:           cfg.HTTP.Pprof,
+		BackupsDisabled: postgresNoBackups,
+	}, pg, logger)
+	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
+		return fmt.Errorf("listen for http on %s: %w", cfg.Node.HTTPAddr, err)
+	}
+	logger.Info("cairn node started in Postgres mode", "version", version, "http", srv.URL(), "database", pg.Database(),
+		"max_connections", cfg.DB.MaxConnections)
+	if err := pg.Ready(ctx); err != nil {
+		logger.Warn("PostgreSQL is not reachable yet; serving and reporting not ready until it is", "error", err)
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx) }()
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-serveErr:
+		if err != nil {
+			logger.Error("http server stopped", "error", err)
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := srv.Close(shutdownCtx); err != nil {
+		errs = append(errs, fmt.Errorf("close http: %w", err))
+	}
+	pg.Close()
+	logger.Info("stopped")
+	return errors.Join(errs...)
+}
