@@ -53,7 +53,7 @@ func newRootCommand(stdout, stderr io.Writer, env []string) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(env), newClusterCommand(env), newBackupCommand(env), newRestoreCommand(env), newVersionCommand())
+	root.AddCommand(newServeCommand(env), newClusterCommand(env), newBackupCommand(env), newRestoreCommand(env), newMigrateCommand(env), newVersionCommand())
 	return root
 }
 
