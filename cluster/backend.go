@@ -105,6 +105,8 @@ type Status struct {
 	DBPath  string `json:"db_path,omitempty"`
 	DBSize  int64  `json:"db_size"`
 	DataDir string `json:"data_dir,omitempty"`
+	// Maintenance is the cluster's maintenance state as this node knows it.
+	Maintenance Maintenance `json:"maintenance"`
 	// Database names the PostgreSQL server and database in Postgres mode
 	// ("127.0.0.1:5432/app"), never with credentials.
 	Database string `json:"database,omitempty"`

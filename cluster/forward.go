@@ -427,6 +427,7 @@ var errorCodes = []struct {
 	{command.ErrorCode_ERROR_CODE_STALE, ErrStale},
 	{command.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED, context.DeadlineExceeded},
 	{command.ErrorCode_ERROR_CODE_CANCELED, context.Canceled},
+	{command.ErrorCode_ERROR_CODE_MAINTENANCE, ErrMaintenance},
 }
 
 // errorCode is the code that err travels as to the node that forwarded the

@@ -103,6 +103,8 @@ type Node struct {
 	// addrs is httpAddrs' cache of member HTTP addresses; nil until the
 	// first read.
 	addrs atomic.Pointer[memberAddrs]
+	// maint caches the maintenance state; nil until read.
+	maint atomic.Pointer[maintenanceCache]
 }
 
 var _ Backend = (*Node)(nil)
@@ -296,6 +298,8 @@ func (n *Node) observe(ctx context.Context) {
 			return
 		case o := <-n.observeCh:
 			if lo, ok := o.Data.(raft.LeaderObservation); ok {
+				// A new leader reads the maintenance state afresh.
+				n.forgetMaintenance()
 				if lo.LeaderID == "" {
 					n.logger.Warn("no leader")
 				} else {
@@ -443,6 +447,9 @@ func (n *Node) plan(typ command.Type, req *command.Request, opts QueryOptions) (
 	if write {
 		return func(ctx context.Context) ([]command.Result, error) {
 			if err := n.checkLeader(); err != nil {
+				return nil, err
+			}
+			if err := n.checkMaintenance(ctx); err != nil {
 				return nil, err
 			}
 			return n.apply(ctx, typ, prepared)
@@ -637,6 +644,9 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	}
 	if n.raft == nil {
 		return st, nil
+	}
+	if m, err := n.Maintenance(ctx); err == nil {
+		st.Maintenance = m
 	}
 	st.State = n.raft.State().String()
 	st.Term = n.raft.CurrentTerm()

@@ -54,7 +54,8 @@ func mapError(err error, kind writeKind, timeout time.Duration) apiError {
 		return apiError{status: http.StatusBadRequest, msg: err.Error()}
 	case errors.Is(err, cluster.ErrStale):
 		return apiError{status: http.StatusBadRequest, msg: err.Error()}
-	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrUnavailable):
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrUnavailable),
+		errors.Is(err, cluster.ErrMaintenance):
 		return apiError{status: http.StatusServiceUnavailable, msg: err.Error(), retry: true}
 	case errors.Is(err, cluster.ErrUnknownOutcome):
 		if kind == readOnly {

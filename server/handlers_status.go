@@ -109,6 +109,8 @@ type cairnStatus struct {
 	DBPath             string           `json:"db_path,omitempty"`
 	DBSize             int64            `json:"db_size"`
 	DataDir            string           `json:"data_dir,omitempty"`
+	// Maintenance is the cluster's maintenance state.
+	Maintenance cluster.Maintenance `json:"maintenance"`
 	// Database and Pool describe PostgreSQL in Postgres mode.
 	Database      string      `json:"database,omitempty"`
 	Pool          *poolStatus `json:"pool,omitempty"`
@@ -251,6 +253,7 @@ func (s *Server) newStatusResponse(st cluster.Status, now time.Time) *statusResp
 			DBPath:             st.DBPath,
 			DBSize:             st.DBSize,
 			DataDir:            st.DataDir,
+			Maintenance:        st.Maintenance,
 			Database:           st.Database,
 			Pool:               poolStatusOf(st.Pool),
 			UptimeSeconds:      uptime.Seconds(),

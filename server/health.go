@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/cairndb/cairn/cluster"
 )
 
 // Health states, from best to worst.
@@ -33,7 +35,14 @@ type HealthFunc func(ctx context.Context) []HealthCheck
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	checks := []HealthCheck{s.storeHealth(ctx)}
+	store, st := s.storeHealth(ctx)
+	checks := []HealthCheck{store}
+	if st.Maintenance.Enabled {
+		// Reported, not failing: a node in maintenance is healthy and
+		// serves reads.
+		checks = append(checks, HealthCheck{Name: "maintenance", Status: HealthDegraded,
+			Error: "maintenance mode: writes are paused", Detail: st.Maintenance})
+	}
 	if s.cfg.Health != nil {
 		checks = append(checks, s.cfg.Health(ctx)...)
 	}
@@ -54,12 +63,12 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 
 // storeHealth is the critical check of the store: Raft with a leader and
 // the log applied, or the database reachable.
-func (s *Server) storeHealth(ctx context.Context) HealthCheck {
+func (s *Server) storeHealth(ctx context.Context) (HealthCheck, cluster.Status) {
 	c := HealthCheck{Name: "store", Status: HealthOK, Critical: true}
 	st, err := s.store.Status(ctx)
 	if err != nil {
 		c.Status, c.Error = HealthFailing, err.Error()
-		return c
+		return c, st
 	}
 	c.Name = st.Mode
 	if st.Pool != nil {
@@ -67,7 +76,7 @@ func (s *Server) storeHealth(ctx context.Context) HealthCheck {
 		if err := s.store.Ready(ctx); err != nil {
 			c.Status, c.Error = HealthFailing, err.Error()
 		}
-		return c
+		return c, st
 	}
 	lag := uint64(0)
 	if st.CommitIndex > st.AppliedIndex {
@@ -79,5 +88,5 @@ func (s *Server) storeHealth(ctx context.Context) HealthCheck {
 	if err := s.store.Ready(ctx); err != nil {
 		c.Status, c.Error = HealthFailing, err.Error()
 	}
-	return c
+	return c, st
 }

@@ -185,17 +185,18 @@ func New(cfg Config, store Store, logger *slog.Logger) *Server {
 	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.routes = map[string]route{
-		"/db/execute": {methods: []string{http.MethodPost}, handle: s.handleExecute},
-		"/db/query":   {methods: []string{http.MethodGet, http.MethodPost}, handle: s.handleQuery},
-		"/db/request": {methods: []string{http.MethodPost}, handle: s.handleRequest},
-		"/status":     {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleStatus},
-		"/nodes":      {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleNodes},
-		"/readyz":     {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleReadyz},
-		"/livez":      {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleLivez},
-		"/healthz":    {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleHealthz},
-		"/metrics":    {methods: []string{http.MethodGet}, handle: s.handleMetrics},
-		"/join":       {methods: []string{http.MethodPost}, handle: s.handleJoin},
-		"/remove":     {methods: []string{http.MethodPost, http.MethodDelete}, handle: s.handleRemove},
+		"/db/execute":   {methods: []string{http.MethodPost}, handle: s.handleExecute},
+		"/db/query":     {methods: []string{http.MethodGet, http.MethodPost}, handle: s.handleQuery},
+		"/db/request":   {methods: []string{http.MethodPost}, handle: s.handleRequest},
+		"/status":       {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleStatus},
+		"/nodes":        {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleNodes},
+		"/readyz":       {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleReadyz},
+		"/livez":        {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleLivez},
+		"/healthz":      {methods: []string{http.MethodGet, http.MethodHead}, handle: s.handleHealthz},
+		"/metrics":      {methods: []string{http.MethodGet}, handle: s.handleMetrics},
+		"/join":         {methods: []string{http.MethodPost}, handle: s.handleJoin},
+		"/remove":       {methods: []string{http.MethodPost, http.MethodDelete}, handle: s.handleRemove},
+		MaintenancePath: {methods: []string{http.MethodGet, http.MethodHead, http.MethodPost}, handle: s.handleMaintenance},
 	}
 	s.metrics = newMetrics(s)
 	s.handler = http.HandlerFunc(s.serveHTTP)

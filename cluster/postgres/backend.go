@@ -60,6 +60,8 @@ type Backend struct {
 	logger   *slog.Logger
 	// waiting counts the calls waiting for a connection now.
 	waiting atomic.Int64
+	// maint caches the maintenance state; nil until read.
+	maint atomic.Pointer[maintenanceCache]
 }
 
 var _ cluster.Backend = (*Backend)(nil)
@@ -128,8 +130,12 @@ func (b *Backend) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	return conn, nil
 }
 
-// Execute runs statements that change data.
+// Execute runs statements that change data; in maintenance mode it
+// fails with cluster.ErrMaintenance.
 func (b *Backend) Execute(ctx context.Context, req *command.Request) ([]command.Result, error) {
+	if err := b.checkMaintenance(ctx); err != nil {
+		return nil, err
+	}
 	return b.run(ctx, req, false)
 }
 
@@ -140,8 +146,19 @@ func (b *Backend) Query(ctx context.Context, req *command.Request, _ cluster.Que
 }
 
 // Request runs a mix of reads and writes, as Execute does. opts is
-// ignored.
+// ignored. In maintenance mode it runs read-only, and a statement that
+// writes fails it with cluster.ErrMaintenance.
 func (b *Backend) Request(ctx context.Context, req *command.Request, _ cluster.QueryOptions) ([]command.Result, error) {
+	if err := b.checkMaintenance(ctx); err != nil {
+		if !errors.Is(err, cluster.ErrMaintenance) {
+			return nil, err
+		}
+		res, rerr := b.run(ctx, req, true)
+		if errors.Is(rerr, cluster.ErrNotReadOnly) {
+			return nil, fmt.Errorf("%w: %v", err, rerr)
+		}
+		return res, rerr
+	}
 	return b.run(ctx, req, false)
 }
 
@@ -409,16 +426,24 @@ func (b *Backend) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Status describes the node and its pool; it does not touch PostgreSQL.
-func (b *Backend) Status(context.Context) (cluster.Status, error) {
+// Status describes the node and its pool. It reads the maintenance state
+// from PostgreSQL at most once a second, and leaves it out when
+// PostgreSQL cannot be reached.
+func (b *Backend) Status(ctx context.Context) (cluster.Status, error) {
 	ps := b.Stats()
-	return cluster.Status{
+	st := cluster.Status{
 		Mode:     "postgres",
 		NodeID:   b.cfg.NodeID,
 		HTTPAddr: b.cfg.HTTPAddr,
 		Database: b.database,
 		Pool:     &ps,
-	}, nil
+	}
+	mctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if m, err := b.Maintenance(mctx); err == nil {
+		st.Maintenance = m
+	}
+	return st, nil
 }
 
 // Stats reports the pool's counters.

@@ -105,6 +105,8 @@ const (
 	ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED ErrorCode = 10
 	// The request was canceled on the leader (context.Canceled).
 	ErrorCode_ERROR_CODE_CANCELED ErrorCode = 11
+	// The cluster is in maintenance mode and refuses writes.
+	ErrorCode_ERROR_CODE_MAINTENANCE ErrorCode = 12
 )
 
 // Enum value maps for ErrorCode.
@@ -122,6 +124,7 @@ var (
 		9:  "ERROR_CODE_TIMEOUT",
 		10: "ERROR_CODE_DEADLINE_EXCEEDED",
 		11: "ERROR_CODE_CANCELED",
+		12: "ERROR_CODE_MAINTENANCE",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_NONE":              0,
@@ -136,6 +139,7 @@ var (
 		"ERROR_CODE_TIMEOUT":           9,
 		"ERROR_CODE_DEADLINE_EXCEEDED": 10,
 		"ERROR_CODE_CANCELED":          11,
+		"ERROR_CODE_MAINTENANCE":       12,
 	}
 )
 
@@ -976,7 +980,7 @@ const file_command_proto_rawDesc = "" +
 	"\n" +
 	"TYPE_QUERY\x10\x02\x12\x10\n" +
 	"\fTYPE_REQUEST\x10\x03\x12\r\n" +
-	"\tTYPE_NOOP\x10\x04*\xcb\x02\n" +
+	"\tTYPE_NOOP\x10\x04*\xe7\x02\n" +
 	"\tErrorCode\x12\x13\n" +
 	"\x0fERROR_CODE_NONE\x10\x00\x12\x14\n" +
 	"\x10ERROR_CODE_OTHER\x10\x01\x12\x19\n" +
@@ -990,7 +994,8 @@ const file_command_proto_rawDesc = "" +
 	"\x12ERROR_CODE_TIMEOUT\x10\t\x12 \n" +
 	"\x1cERROR_CODE_DEADLINE_EXCEEDED\x10\n" +
 	"\x12\x17\n" +
-	"\x13ERROR_CODE_CANCELED\x10\vB/Z-github.com/cairndb/cairn/statemachine/commandb\x06proto3"
+	"\x13ERROR_CODE_CANCELED\x10\v\x12\x1a\n" +
+	"\x16ERROR_CODE_MAINTENANCE\x10\fB/Z-github.com/cairndb/cairn/statemachine/commandb\x06proto3"
 
 var (
 	file_command_proto_rawDescOnce sync.Once
