@@ -86,6 +86,7 @@ type ChecksumError struct {
 	Applied, Current string
 }
 
+// Error names the file and both checksums.
 func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("migration %s (version %d) was applied with checksum %s, but the file now has checksum %s: an applied migration must not change (restore the file and put the change in a new migration)",
 		e.File, e.Version, e.Applied, e.Current)
@@ -104,6 +105,7 @@ type MigrationError struct {
 	Err error
 }
 
+// Error names the file, the statement and the database's error.
 func (e *MigrationError) Error() string {
 	where := fmt.Sprintf("statement %d", e.Statement)
 	if e.Line > 0 {
@@ -114,6 +116,7 @@ func (e *MigrationError) Error() string {
 	return fmt.Sprintf("migration %s failed at %s: %v; it was rolled back and no later migration was applied", e.File, where, e.Err)
 }
 
+// Unwrap returns the database's error.
 func (e *MigrationError) Unwrap() error { return e.Err }
 
 // Runner applies pending migrations in version order, each in its own

@@ -30,6 +30,10 @@ type backendExecer struct {
 	// the runner's record row makes concurrent runs safe). See
 	// postgresLock.
 	lock func(ctx context.Context) (unlock func(), err error)
+	// localReads reads this node's own copy (level none) instead of
+	// through the log (strong): what a readiness check needs, since a
+	// follower must not report ready before its own copy has the schema.
+	localReads bool
 }
 
 var _ migrations.Execer = (*backendExecer)(nil)
@@ -66,13 +70,17 @@ func (e *backendExecer) ExecTx(ctx context.Context, stmts []migrations.Statement
 	return statementFailure(errs, len(stmts))
 }
 
-// Query runs one read at level strong.
+// Query runs one read at level strong, or none with localReads.
 func (e *backendExecer) Query(ctx context.Context, sql string, args ...any) ([][]any, error) {
 	st, err := commandStatement(sql, args)
 	if err != nil {
 		return nil, err
 	}
-	results, err := e.backend.Query(ctx, &command.Request{Statements: []*command.Statement{st}}, cluster.QueryOptions{Level: command.LevelStrong})
+	level := command.LevelStrong
+	if e.localReads {
+		level = command.LevelNone
+	}
+	results, err := e.backend.Query(ctx, &command.Request{Statements: []*command.Statement{st}}, cluster.QueryOptions{Level: level})
 	if err != nil {
 		return nil, err
 	}

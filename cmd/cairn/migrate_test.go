@@ -288,6 +288,11 @@ func TestBackendExecer_Raft(t *testing.T) {
 	if err != nil || len(pending) != 0 {
 		t.Errorf("Pending = %+v, %v", pending, err)
 	}
+	// A readiness check reads the node's own copy.
+	local := &migrations.Runner{Execer: &backendExecer{backend: node, dialect: migrations.SQLite, localReads: true}}
+	if pending, err := local.Pending(context.Background(), ms); err != nil || len(pending) != 0 {
+		t.Errorf("Pending on the local copy = %+v, %v", pending, err)
+	}
 	states, err := migrations.Status(context.Background(), ex, ms)
 	if err != nil || len(states) != len(ms) || !states[0].Record.AppliedAt.Equal(at) {
 		t.Errorf("Status = %+v, %v", states, err)
