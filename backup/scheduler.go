@@ -57,6 +57,9 @@ type Status struct {
 	// a success.
 	LastError     string    `json:"last_error,omitempty"`
 	LastErrorTime time.Time `json:"last_error_time"`
+	// FailingSince is when the first of the failed runs since the last
+	// success happened; zero while the last run succeeded.
+	FailingSince time.Time `json:"failing_since,omitzero"`
 	// UploadError is the last failed upload; the local backup was kept and
 	// is uploaded on the next run. Cleared when every local backup is in
 	// the remote store.
@@ -183,12 +186,15 @@ func (s *Scheduler) Run(ctx context.Context, pruneRemote bool) (Info, error) {
 		s.mu.Lock()
 		s.status.Failures++
 		s.status.LastError, s.status.LastErrorTime = err.Error(), s.cfg.Now().UTC()
+		if s.status.FailingSince.IsZero() {
+			s.status.FailingSince = s.status.LastErrorTime
+		}
 		s.mu.Unlock()
 		return Info{}, err
 	}
 	s.mu.Lock()
 	s.status.LastSuccess, s.status.LastSuccessTime = info, s.cfg.Now().UTC()
-	s.status.LastError = ""
+	s.status.LastError, s.status.FailingSince = "", time.Time{}
 	s.mu.Unlock()
 
 	pending, listed := s.upload(ctx)

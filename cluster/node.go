@@ -614,14 +614,11 @@ func (n *Node) Ready(context.Context) error {
 	if n.closed.Load() {
 		return ErrClosed
 	}
-	if n.ready.Load() {
-		if addr, _ := n.raft.LeaderWithID(); addr == "" {
-			return ErrNoLeader
-		}
-		return nil
-	}
 	if addr, _ := n.raft.LeaderWithID(); addr == "" {
-		return ErrNoLeader
+		return n.noLeaderError()
+	}
+	if n.ready.Load() {
+		return nil
 	}
 	target := max(n.readyTarget.Load(), 0)
 	if applied := n.raft.AppliedIndex(); applied < target {
@@ -629,6 +626,24 @@ func (n *Node) Ready(context.Context) error {
 	}
 	n.ready.Store(true)
 	return nil
+}
+
+// noLeaderError says why there is no leader as well as this node can
+// tell: an election under way, or, once that has lasted longer than an
+// election should, a quorum this node cannot reach.
+func (n *Node) noLeaderError() error {
+	voters := n.voters()
+	quorum := voters/2 + 1
+	last := n.raft.LastContact()
+	if last.IsZero() {
+		return fmt.Errorf("%w: no leader heard from since start; a quorum of %d of %d voters is needed", ErrNoLeader, quorum, voters)
+	}
+	since := time.Since(last)
+	// A healthy election ends within a few timeouts.
+	if since > max(4*(n.cfg.HeartbeatTimeout+n.cfg.ElectionTimeout), 3*time.Second) {
+		return fmt.Errorf("%w: quorum lost: no leader for %s; %d of %d voters must be reachable", ErrNoLeader, since.Round(time.Second), quorum, voters)
+	}
+	return fmt.Errorf("%w: election under way (leader last heard from %s ago)", ErrNoLeader, since.Round(time.Millisecond))
 }
 
 // Status describes the node.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +27,9 @@ type nodeHealth struct {
 	sched   *backup.Scheduler
 	s3      checker
 	dataDir string
+	// failureCritical is backup.failure_critical_after; now is the clock.
+	failureCritical time.Duration
+	now             func() time.Time
 
 	mu        sync.Mutex // guards the cached S3 result
 	s3At      time.Time
@@ -44,12 +48,25 @@ func (h *nodeHealth) checks(ctx context.Context) []server.HealthCheck {
 	return append(out, diskCheck(h.dataDir))
 }
 
+// clock returns the health checker's clock.
+func (h *nodeHealth) clock() func() time.Time {
+	if h.now != nil {
+		return h.now
+	}
+	return time.Now
+}
+
 func (h *nodeHealth) backupCheck() server.HealthCheck {
 	st := h.sched.Status()
 	c := server.HealthCheck{Name: "backup", Status: server.HealthOK, Detail: st}
 	switch {
 	case st.LastError != "":
 		c.Status, c.Error = server.HealthFailing, "last backup failed: "+st.LastError
+		if failing := h.clock()().Sub(st.FailingSince); h.failureCritical > 0 && failing >= h.failureCritical {
+			c.Critical = true
+			c.Error = fmt.Sprintf("backups have been failing for %s (backup.failure_critical_after is %s); last error: %s",
+				failing.Round(time.Second), h.failureCritical, st.LastError)
+		}
 	case st.UploadError != "":
 		c.Status, c.Error = server.HealthDegraded, "upload failed (the local backup is kept and retried): "+st.UploadError
 	}

@@ -160,7 +160,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		return errors.Join(err, node.Close(closeCtx))
 	}
 	sched.Start(ctx)
-	health := &nodeHealth{sched: sched, dataDir: cfg.Node.DataDir}
+	health := &nodeHealth{sched: sched, dataDir: cfg.Node.DataDir, failureCritical: cfg.Backup.FailureCriticalAfter}
 	if c, ok := remote.(checker); ok {
 		health.s3 = c
 	}

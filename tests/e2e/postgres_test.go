@@ -4,16 +4,12 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,77 +248,19 @@ func TestPostgres_TwoNodesSurviveRestart(t *testing.T) {
 	}
 	nodes[0].execute(`["CREATE TABLE acks (id BIGINT PRIMARY KEY, node TEXT)"]`)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var (
-		mu       sync.Mutex
-		acked    []int64
-		failures atomic.Int64
-		slow     atomic.Int64
-		wg       sync.WaitGroup
-	)
-	client := &http.Client{Timeout: 20 * time.Second}
-	for w := range 6 {
-		n := nodes[w%2]
-		wg.Go(func() {
-			for i := int64(0); ctx.Err() == nil; i++ {
-				id := int64(w)*1_000_000 + i
-				body := fmt.Sprintf(`[["INSERT INTO acks (id, node) VALUES ($1, $2)", %d, %q]]`, id, n.http)
-				start := time.Now()
-				resp, err := client.Post(n.url("/db/execute"), "application/json", strings.NewReader(body))
-				if time.Since(start) > 10*time.Second {
-					slow.Add(1)
-				}
-				if err != nil {
-					t.Errorf("node %s: %v", n.http, err)
-					return
-				}
-				raw, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				var r response
-				if resp.StatusCode == 200 && json.Unmarshal(raw, &r) == nil && len(r.Results) == 1 && r.Results[0].Error == "" {
-					mu.Lock()
-					acked = append(acked, id)
-					mu.Unlock()
-					continue
-				}
-				if resp.StatusCode < 500 {
-					t.Errorf("node %s: HTTP %d: %s", n.http, resp.StatusCode, raw)
-					return
-				}
-				failures.Add(1)
-				time.Sleep(20 * time.Millisecond)
-			}
-		})
-	}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(acked)
-	}
-	waitFor(t, 20*time.Second, "writes before the restart", func() bool { return count() > 100 })
+	load := startLoad(t, "INSERT INTO acks (id, node) VALUES ($1, $2)", 6, nodes...)
+	load.waitMore(100, 20*time.Second, "writes before the restart")
 	pg.Stop()
 	time.Sleep(500 * time.Millisecond)
 	if err := pg.Start(); err != nil {
 		t.Fatal(err)
 	}
-	after := count()
-	waitFor(t, 30*time.Second, "writes after the restart", func() bool { return count() > after+200 })
-	cancel()
-	wg.Wait()
-	if slow.Load() > 0 {
-		t.Errorf("%d calls took more than 10 s", slow.Load())
-	}
-	t.Logf("%d writes acknowledged, %d failed cleanly across the restart", count(), failures.Load())
+	load.waitMore(200, 30*time.Second, "writes after the restart")
+	acked := load.stop()
+	t.Logf("%d writes acknowledged, %d failed cleanly across the restart", len(acked), load.failures.Load())
 
 	for _, n := range nodes {
 		n.waitReady(10 * time.Second)
-		got := idsAt(t, n, "strong")
-		mu.Lock()
-		for _, id := range acked {
-			if !got[id] {
-				t.Fatalf("acknowledged id %d missing through node %s", id, n.http)
-			}
-		}
-		mu.Unlock()
+		requireIDs(t, "through node "+n.http, acked, idsAt(t, n, "strong"))
 	}
 }

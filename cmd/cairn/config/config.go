@@ -144,6 +144,11 @@ type Backup struct {
 	// Encrypt requires encryption keys before backups may leave the node
 	// (S3). Set it to false explicitly to upload unencrypted backups.
 	Encrypt bool `toml:"encrypt" default:"true"`
+	// FailureCriticalAfter is how long backups may keep failing (every run
+	// since the last success failed) before /healthz reports the node as
+	// unhealthy (503); until then a failure is reported without failing
+	// it. Zero means never.
+	FailureCriticalAfter time.Duration `toml:"failure_critical_after" default:"26h"`
 	// Restore rebuilds this node from a backup before Raft starts:
 	// "s3:NAME", "s3:latest" or "file:/path" (a Cairn backup or a plain
 	// SQLite file). A restore already applied is recognised and not

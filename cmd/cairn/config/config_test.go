@@ -112,7 +112,7 @@ func TestLoad_Defaults(t *testing.T) {
 			ConnectTimeout: 5 * time.Second,
 			AutoMigrate:    true,
 		},
-		Backup: Backup{Cron: "0 30 2 * * * *", Timezone: "UTC", KeepDaysLocal: 3, KeepDays: 30, Encrypt: true},
+		Backup: Backup{Cron: "0 30 2 * * * *", Timezone: "UTC", KeepDaysLocal: 3, KeepDays: 30, Encrypt: true, FailureCriticalAfter: 26 * time.Hour},
 		S3:     S3{Region: "us-east-1"},
 		HTTP: HTTP{
 			MaxBodySize:     10 << 20,
@@ -182,7 +182,7 @@ func TestLoad_File(t *testing.T) {
 			AutoMigrate:    false,
 			MigrationsDir:  "/etc/cairn/migrations",
 		},
-		Backup: Backup{Cron: "0 30 2 * * * *", Timezone: "UTC", KeepDaysLocal: 3, KeepDays: 30, Encrypt: true},
+		Backup: Backup{Cron: "0 30 2 * * * *", Timezone: "UTC", KeepDaysLocal: 3, KeepDays: 30, Encrypt: true, FailureCriticalAfter: 26 * time.Hour},
 		S3:     S3{Region: "us-east-1"},
 		HTTP: HTTP{
 			MaxBodySize:     1_000_000,
@@ -912,8 +912,8 @@ func TestSchema(t *testing.T) {
 	if got := keys.byKey["db.url"].redact; got != redactPass {
 		t.Errorf("db.url redaction = %v", got)
 	}
-	if len(keys.fields) != 47 {
-		t.Errorf("%d keys, want 47", len(keys.fields))
+	if len(keys.fields) != 48 {
+		t.Errorf("%d keys, want 48", len(keys.fields))
 	}
 
 	type bad struct {

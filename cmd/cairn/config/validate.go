@@ -221,6 +221,7 @@ func (v *validator) backup() {
 	if c.Backup.KeepDays < 0 {
 		v.add("backup.keep_days", "must not be negative")
 	}
+	v.atLeast("backup.failure_critical_after", c.Backup.FailureCriticalAfter, 0)
 	if _, err := c.KeyRing(); err != nil {
 		v.add("encryption.keys", "%v", err)
 	}
