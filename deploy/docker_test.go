@@ -257,7 +257,21 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 		if len(vols) != 1 || vols[0] != mountPath || !strings.HasPrefix(dataDir, mountPath+"/") {
-			t.Errorf("VOLUME %v; want [%s], the StatefulSet's data mount, holding the image's data_dir %s", vols, mountPath, dataDir)
+			t.Fatalf("VOLUME %v; want [%s], the StatefulSet's data mount, holding the image's data_dir %s", vols, mountPath, dataDir)
+		}
+		// A fresh Docker volume takes the mount point's owner from the
+		// image: it must belong to USER, or the node cannot write there.
+		u, _ := final.last("USER")
+		owned := false
+		for _, cp := range final.all("COPY") {
+			f := strings.Fields(cp.Args)
+			dest := strings.TrimSuffix(f[len(f)-1], "/")
+			if slices.Contains(f, "--chown="+u.Args) && (dest == vols[0] || dest == path.Dir(vols[0])) {
+				owned = true
+			}
+		}
+		if !owned {
+			t.Errorf("no COPY --chown=%s creates %s: a fresh volume would belong to root", u.Args, vols[0])
 		}
 	})
 
