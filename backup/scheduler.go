@@ -86,6 +86,9 @@ type Scheduler struct {
 	running bool
 	status  Status
 
+	// wake tells the loop that the schedule changed (Reconfigure).
+	wake chan struct{}
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -99,14 +102,33 @@ func NewScheduler(cfg Config, src Source, isLeader func() bool) *Scheduler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Scheduler{cfg: cfg, src: src, isLeader: isLeader, logger: cfg.Logger.With("component", "backup")}
+	return &Scheduler{cfg: cfg, src: src, isLeader: isLeader, logger: cfg.Logger.With("component", "backup"),
+		wake: make(chan struct{}, 1)}
 }
 
-// Start runs the schedule until Close.
-func (s *Scheduler) Start(ctx context.Context) {
-	if s.cfg.Schedule == nil {
-		return
+// Reconfigure replaces the schedule (nil: only on request) and the
+// retention periods, for the next activation and the next prune; a backup
+// in progress finishes under the old settings.
+func (s *Scheduler) Reconfigure(schedule Schedule, keepLocal, keepRemote time.Duration) {
+	s.mu.Lock()
+	s.cfg.Schedule, s.cfg.KeepLocal, s.cfg.KeepRemote = schedule, keepLocal, keepRemote
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is already pending
 	}
+}
+
+// settings returns the parts of the configuration Reconfigure changes.
+func (s *Scheduler) settings() (schedule Schedule, keepLocal, keepRemote time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.Schedule, s.cfg.KeepLocal, s.cfg.KeepRemote
+}
+
+// Start runs the schedule until Close. With no schedule the loop only
+// waits for one from Reconfigure.
+func (s *Scheduler) Start(ctx context.Context) {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.wg.Add(1)
 	go func() {
@@ -125,18 +147,34 @@ func (s *Scheduler) Close() {
 
 func (s *Scheduler) loop(ctx context.Context) {
 	for {
-		now := s.cfg.Now()
-		next := s.cfg.Schedule.Next(now)
-		if next.IsZero() {
-			s.logger.Info("backup schedule has no more activations")
-			return
+		schedule, _, _ := s.settings()
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if schedule != nil {
+			now := s.cfg.Now()
+			next := schedule.Next(now)
+			if next.IsZero() {
+				s.logger.Info("backup schedule has no more activations")
+			} else {
+				timer = time.NewTimer(next.Sub(now))
+				fire = timer.C
+			}
 		}
-		t := time.NewTimer(next.Sub(now))
+		woken := false
 		select {
 		case <-ctx.Done():
-			t.Stop()
+		case <-s.wake:
+			woken = true
+		case <-fire:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
+		}
+		if woken {
+			continue
 		}
 		if !s.isLeader() {
 			continue
@@ -343,7 +381,8 @@ func (s *Scheduler) prune(ctx context.Context, remote bool, pending []Info, list
 	for _, p := range pending {
 		protect[p.Name] = true
 	}
-	if deleted, err := Prune(ctx, s.cfg.Local, s.cfg.KeepLocal, now, protect); err != nil {
+	_, keepLocal, keepRemote := s.settings()
+	if deleted, err := Prune(ctx, s.cfg.Local, keepLocal, now, protect); err != nil {
 		s.logger.Error("prune local backups", "error", err)
 	} else if len(deleted) > 0 {
 		s.logger.Info("pruned local backups", "deleted", deleted)
@@ -351,7 +390,7 @@ func (s *Scheduler) prune(ctx context.Context, remote bool, pending []Info, list
 	if !remote || s.cfg.Remote == nil {
 		return
 	}
-	if deleted, err := Prune(ctx, s.cfg.Remote, s.cfg.KeepRemote, now, nil); err != nil {
+	if deleted, err := Prune(ctx, s.cfg.Remote, keepRemote, now, nil); err != nil {
 		s.logger.Error("prune remote backups", "error", err)
 	} else if len(deleted) > 0 {
 		s.logger.Info("pruned remote backups", "deleted", deleted)

@@ -287,3 +287,39 @@ func TestScheduler_ScheduleFollowsLeadership(t *testing.T) {
 		t.Errorf("backups went on after leadership was lost: %d → %d", runs, got)
 	}
 }
+
+// TestScheduler_Reconfigure: a scheduler started without a schedule takes
+// one from Reconfigure and runs it; Reconfigure with nil stops it.
+func TestScheduler_Reconfigure(t *testing.T) {
+	src := &fileSource{data: []byte("SQLite format 3\x00")}
+	var leader atomic.Bool
+	leader.Store(true)
+	local := backup.NewLocal(filepath.Join(t.TempDir(), "backups"))
+	var n atomic.Int64
+	s := backup.NewScheduler(backup.Config{Local: local, KeepLocal: time.Hour,
+		Now: func() time.Time { return time.Now().Add(time.Duration(n.Add(1)) * time.Second) }}, src, leader.Load)
+	s.Start(context.Background())
+	defer s.Close()
+	if st := s.Status(); st.Runs != 0 {
+		t.Fatalf("ran %d backups without a schedule", st.Runs)
+	}
+	s.Reconfigure(everyTick(20*time.Millisecond), time.Hour, time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Status().Runs < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the new schedule did not run")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.Reconfigure(nil, time.Hour, time.Hour)
+	// At most a run already under way finishes after the schedule is gone.
+	waitIdle := time.Now().Add(5 * time.Second)
+	for s.Status().Running && time.Now().Before(waitIdle) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	runs := s.Status().Runs
+	time.Sleep(150 * time.Millisecond)
+	if got := s.Status().Runs; got > runs+1 {
+		t.Errorf("backups went on after the schedule was removed: %d → %d", runs, got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,9 +56,13 @@ type Config struct {
 // Backend is a cluster.Backend on a PostgreSQL connection pool.
 type Backend struct {
 	cfg      Config
-	pool     *pgxpool.Pool
+	pool     atomic.Pointer[pgxpool.Pool]
 	database string // host:port/db, for Status
-	logger   *slog.Logger
+	// reconfigMu serialises Reconfigure; draining tracks the pools it
+	// replaced until they are closed.
+	reconfigMu sync.Mutex
+	draining   sync.WaitGroup
+	logger     *slog.Logger
 	// waiting counts the calls waiting for a connection now.
 	waiting atomic.Int64
 	// maint caches the maintenance state; nil until read.
@@ -70,22 +75,42 @@ var _ cluster.Backend = (*Backend)(nil)
 // Ready says so until it is up. Errors name the problem without the
 // password.
 func Open(ctx context.Context, cfg Config) (*Backend, error) {
-	if cfg.MaxConnections <= 0 {
-		cfg.MaxConnections = DefaultMaxConnections
+	cfg = cfg.withDefaults()
+	pool, database, err := newPool(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = DefaultConnectTimeout
+	b := &Backend{
+		cfg:      cfg,
+		database: database,
+		logger:   cfg.Logger.With("component", "postgres"),
 	}
-	if cfg.HealthCheckPeriod <= 0 {
-		cfg.HealthCheckPeriod = DefaultHealthCheckPeriod
+	b.pool.Store(pool)
+	return b, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
 	}
+	if c.HealthCheckPeriod <= 0 {
+		c.HealthCheckPeriod = DefaultHealthCheckPeriod
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// newPool builds a pool for cfg and names its database.
+func newPool(ctx context.Context, cfg Config) (*pgxpool.Pool, string, error) {
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		// pgx redacts the password in its parse errors.
-		return nil, fmt.Errorf("db.url: %w", err)
+		return nil, "", fmt.Errorf("db.url: %w", err)
 	}
 	pc.MaxConns = cfg.MaxConnections
 	pc.MinConns = min(cfg.MinConnections, cfg.MaxConnections)
@@ -99,19 +124,43 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("postgres pool: %w", err)
+		return nil, "", fmt.Errorf("postgres pool: %w", err)
 	}
-	b := &Backend{
-		cfg:      cfg,
-		pool:     pool,
-		database: net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port))) + "/" + pc.ConnConfig.Database,
-		logger:   cfg.Logger.With("component", "postgres"),
-	}
-	return b, nil
+	database := net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port))) + "/" + pc.ConnConfig.Database
+	return pool, database, nil
 }
 
-// Close closes the pool, waiting for connections lent out to come back.
-func (b *Backend) Close() { b.pool.Close() }
+// Reconfigure replaces the pool with one built for cfg (its URL must name
+// the same database: a different URL needs a restart). New requests use
+// the new pool at once; the old one is closed in the background once the
+// requests using it are done, so none of them fails.
+func (b *Backend) Reconfigure(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	pool, database, err := newPool(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if database != b.database {
+		pool.Close()
+		return fmt.Errorf("db.url names another database (%s, not %s): restart to change it", database, b.database)
+	}
+	b.reconfigMu.Lock()
+	defer b.reconfigMu.Unlock()
+	b.cfg.MaxConnections, b.cfg.MinConnections = cfg.MaxConnections, cfg.MinConnections
+	b.cfg.ConnectTimeout, b.cfg.StatementTimeout = cfg.ConnectTimeout, cfg.StatementTimeout
+	old := b.pool.Swap(pool)
+	b.draining.Go(old.Close) // Close waits for every connection lent out
+	b.logger.Info("connection pool rebuilt", "max_connections", cfg.MaxConnections, "min_connections", cfg.MinConnections,
+		"connect_timeout", cfg.ConnectTimeout, "statement_timeout", cfg.StatementTimeout)
+	return nil
+}
+
+// Close closes the pool, waiting for connections lent out to come back,
+// and for pools replaced by Reconfigure to drain.
+func (b *Backend) Close() {
+	b.pool.Load().Close()
+	b.draining.Wait()
+}
 
 // Database is "host:port/database", without credentials.
 func (b *Backend) Database() string { return b.database }
@@ -119,7 +168,13 @@ func (b *Backend) Database() string { return b.database }
 // acquire lends a connection out, counting the wait.
 func (b *Backend) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	b.waiting.Add(1)
-	conn, err := b.pool.Acquire(ctx)
+	pool := b.pool.Load()
+	conn, err := pool.Acquire(ctx)
+	for err != nil && ctx.Err() == nil && b.pool.Load() != pool {
+		// Reconfigure replaced (and is closing) the pool meanwhile.
+		pool = b.pool.Load()
+		conn, err = pool.Acquire(ctx)
+	}
 	b.waiting.Add(-1)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -284,7 +339,7 @@ func (b *Backend) noteFailure(err error) {
 		return
 	}
 	b.logger.Warn("PostgreSQL connection failed; resetting the pool", "database", b.database, "error", err)
-	b.pool.Reset()
+	b.pool.Load().Reset()
 }
 
 // connError wraps a failure that is not an SQL error. mayHaveWritten says
@@ -448,7 +503,7 @@ func (b *Backend) Status(ctx context.Context) (cluster.Status, error) {
 
 // Stats reports the pool's counters.
 func (b *Backend) Stats() cluster.PoolStats {
-	s := b.pool.Stat()
+	s := b.pool.Load().Stat()
 	return cluster.PoolStats{
 		Max:              s.MaxConns(),
 		Total:            s.TotalConns(),

@@ -402,3 +402,51 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestBackend_Reconfigure: the pool is rebuilt under load without failing
+// a request; a URL naming another database is refused.
+func TestBackend_Reconfigure(t *testing.T) {
+	pg := pgtest.Start(t)
+	url := pg.NewDB(t)
+	b := open(t, url, func(c *Config) { c.MaxConnections = 2 })
+	mustExec(t, b, req(false, "CREATE TABLE t (v int8)"))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := b.Execute(context.Background(), req(false, []any{"INSERT INTO t VALUES ($1)", int64(w*1_000_000 + i)}))
+				if err != nil || res[0].Error != "" {
+					t.Errorf("during reconfigure: %v %+v", err, res)
+					return
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	waitFor(t, 10*time.Second, "writes", func() bool { return ok.Load() > 50 })
+	if err := b.Reconfigure(context.Background(), Config{URL: url, MaxConnections: 6, StatementTimeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	n := ok.Load()
+	waitFor(t, 10*time.Second, "writes on the new pool", func() bool { return ok.Load() > n+50 })
+	close(stop)
+	wg.Wait()
+	if st := b.Stats(); st.Max != 6 {
+		t.Fatalf("max connections after reconfigure: %+v", st)
+	}
+	res := mustQuery(t, b, req(false, "SHOW statement_timeout"))
+	if asJSON(t, res[0].Values) != `[["1min"]]` {
+		t.Fatalf("statement_timeout: %+v", res[0].Values)
+	}
+	if err := b.Reconfigure(context.Background(), Config{URL: pg.URL("postgres")}); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("another database: %v", err)
+	}
+}

@@ -40,8 +40,10 @@ func remoteStore(cfg *config.Config) (*s3.Store, error) {
 	return st, nil
 }
 
-// newScheduler builds the backup scheduler of a Raft-mode node.
-func newScheduler(cfg *config.Config, src backup.Source, isLeader func() bool, logger *slog.Logger) (*backup.Scheduler, *backup.Local, backup.Store, error) {
+// newScheduler builds the backup scheduler of a Raft-mode node, with its
+// local store and its S3 store (nil without S3; SIGHUP may swap its
+// credentials).
+func newScheduler(cfg *config.Config, src backup.Source, isLeader func() bool, logger *slog.Logger) (*backup.Scheduler, *backup.Local, *swapStore, error) {
 	ring, err := cfg.KeyRing()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("encryption.keys: %w", err)
@@ -53,17 +55,19 @@ func newScheduler(cfg *config.Config, src backup.Source, isLeader func() bool, l
 		}
 	}
 	local := backup.NewLocal(backupDir(cfg.Node.DataDir))
-	var remote backup.Store
+	var remote *swapStore
+	var remoteStoreI backup.Store // nil interface without S3, not a nil *swapStore
 	if st, err := remoteStore(cfg); err != nil {
 		return nil, nil, nil, err
 	} else if st != nil {
-		remote = st
+		remote = newSwapStore(st)
+		remoteStoreI = remote
 	}
 	day := 24 * time.Hour
 	s := backup.NewScheduler(backup.Config{
 		Schedule:   sched,
 		Local:      local,
-		Remote:     remote,
+		Remote:     remoteStoreI,
 		KeepLocal:  time.Duration(cfg.Backup.KeepDaysLocal) * day,
 		KeepRemote: time.Duration(cfg.Backup.KeepDays) * day,
 		KeyRing:    ring,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,8 +28,9 @@ type nodeHealth struct {
 	sched   *backup.Scheduler
 	s3      checker
 	dataDir string
-	// failureCritical is backup.failure_critical_after; now is the clock.
-	failureCritical time.Duration
+	// failureCritical is backup.failure_critical_after (nanoseconds; SIGHUP
+	// changes it); now is the clock.
+	failureCritical atomic.Int64
 	now             func() time.Time
 
 	mu        sync.Mutex // guards the cached S3 result
@@ -48,6 +50,9 @@ func (h *nodeHealth) checks(ctx context.Context) []server.HealthCheck {
 	return append(out, diskCheck(h.dataDir))
 }
 
+// setFailureCritical sets backup.failure_critical_after.
+func (h *nodeHealth) setFailureCritical(d time.Duration) { h.failureCritical.Store(int64(d)) }
+
 // clock returns the health checker's clock.
 func (h *nodeHealth) clock() func() time.Time {
 	if h.now != nil {
@@ -62,10 +67,11 @@ func (h *nodeHealth) backupCheck() server.HealthCheck {
 	switch {
 	case st.LastError != "":
 		c.Status, c.Error = server.HealthFailing, "last backup failed: "+st.LastError
-		if failing := h.clock()().Sub(st.FailingSince); h.failureCritical > 0 && failing >= h.failureCritical {
+		limit := time.Duration(h.failureCritical.Load())
+		if failing := h.clock()().Sub(st.FailingSince); limit > 0 && failing >= limit {
 			c.Critical = true
 			c.Error = fmt.Sprintf("backups have been failing for %s (backup.failure_critical_after is %s); last error: %s",
-				failing.Round(time.Second), h.failureCritical, st.LastError)
+				failing.Round(time.Second), limit, st.LastError)
 		}
 	case st.UploadError != "":
 		c.Status, c.Error = server.HealthDegraded, "upload failed (the local backup is kept and retried): "+st.UploadError

@@ -25,7 +25,8 @@ func TestBackupCheck_CriticalAfterLimit(t *testing.T) {
 	now := start
 	clock := func() time.Time { return now }
 	sched := backup.NewScheduler(backup.Config{Local: backup.NewLocal(t.TempDir()), Now: clock}, failingSource{}, func() bool { return true })
-	h := &nodeHealth{sched: sched, failureCritical: 26 * time.Hour, now: clock}
+	h := &nodeHealth{sched: sched, now: clock}
+	h.setFailureCritical(26 * time.Hour)
 
 	if c := h.backupCheck(); c.Status != server.HealthOK {
 		t.Fatalf("before any backup: %+v", c)
@@ -46,7 +47,7 @@ func TestBackupCheck_CriticalAfterLimit(t *testing.T) {
 	if c.Status != server.HealthFailing || !c.Critical || !strings.Contains(c.Error, "failing for 26h0m0s") {
 		t.Fatalf("failing for 26h: %+v", c)
 	}
-	h.failureCritical = 0
+	h.setFailureCritical(0)
 	if c := h.backupCheck(); c.Critical {
 		t.Fatalf("with no limit: %+v", c)
 	}

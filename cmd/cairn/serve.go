@@ -9,13 +9,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairndb/cairn/backup"
 	"github.com/cairndb/cairn/cluster"
 	"github.com/cairndb/cairn/cmd/cairn/config"
+	"github.com/cairndb/cairn/migrations"
 	"github.com/cairndb/cairn/restore"
 	"github.com/cairndb/cairn/server"
 	"github.com/cairndb/cairn/statemachine"
@@ -44,7 +47,7 @@ cluster with its data in ./cairn-data, HTTP on 127.0.0.1:4001 and Raft on
 			if err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("invalid configuration:\n%w", err)}
 			}
-			return serve(cmd.Context(), cfg, cmd.OutOrStdout())
+			return serve(cmd.Context(), cfg, path, env, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (TOML); also CAIRN_CONFIG")
@@ -71,13 +74,9 @@ func reportValidation(w io.Writer, cfg *config.Config, err error) error {
 	return nil
 }
 
-// newLogger builds the process logger from the [log] section.
+// newLogger builds a command's logger from the [log] section.
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return newLogOutput(c, w).logger()
 }
 
 // Paths of a node's files under node.data_dir.
@@ -87,10 +86,13 @@ func dbPath(dataDir string) string {
 
 // serve runs a node until ctx is cancelled (SIGINT/SIGTERM), then shuts it
 // down in rqlite's order: HTTP, leadership hand-over, Raft, database.
-func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
-	logger := newLogger(cfg.Log, logw).With("node", cfg.Node.ID)
+// path and env are where the configuration came from, read again on
+// SIGHUP.
+func serve(ctx context.Context, cfg *config.Config, path string, env []string, logw io.Writer) error {
+	logs := newLogOutput(cfg.Log, logw)
+	logger := logs.logger().With("node", cfg.Node.ID)
 	if cfg.PostgresMode() {
-		return servePostgres(ctx, cfg, logger)
+		return servePostgres(ctx, cfg, newReloader(path, env, cfg, logger), logs, logger)
 	}
 	// Everything this process creates is for its own user only.
 	syscall.Umask(0o077)
@@ -160,10 +162,32 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		return errors.Join(err, node.Close(closeCtx))
 	}
 	sched.Start(ctx)
-	health := &nodeHealth{sched: sched, dataDir: cfg.Node.DataDir, failureCritical: cfg.Backup.FailureCriticalAfter}
-	if c, ok := remote.(checker); ok {
-		health.s3 = c
+	health := &nodeHealth{sched: sched, dataDir: cfg.Node.DataDir}
+	health.setFailureCritical(cfg.Backup.FailureCriticalAfter)
+	var remoteStore backup.Store // nil interface without S3
+	if remote != nil {
+		health.s3 = remote
+		remoteStore = remote
 	}
+	gate, err := newSchemaGate(cfg, node, migrations.SQLite, nil, node.IsLeader, logger)
+	if err != nil {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
+		defer cancel()
+		sched.Close()
+		return errors.Join(err, node.Close(closeCtx))
+	}
+	// The node's background loops stop when it shuts down.
+	var bg sync.WaitGroup
+	bgCtx, stopBg := context.WithCancel(ctx)
+	defer func() { stopBg(); bg.Wait() }()
+	bg.Go(func() { gate.loop(bgCtx) })
+	reload := newReloader(path, env, cfg, logger)
+	reload.on(logStep(logs), "log.level", "log.format")
+	reload.on(backupStep(sched, health), "backup.cron", "backup.timezone", "backup.keep_days_local", "backup.keep_days", "backup.failure_critical_after")
+	if remote != nil {
+		reload.on(s3Step(remote), "s3.key", "s3.secret")
+	}
+	bg.Go(func() { reload.run(bgCtx) })
 
 	srv := server.New(server.Config{
 		MaxBodySize:     int64(cfg.HTTP.MaxBodySize),
@@ -176,13 +200,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		NodeID:          cfg.Node.ID,
 		Pprof:           cfg.HTTP.Pprof,
 		Internal:        node.InternalHandler(),
-		Backups:         &backupService{sched: sched, local: local, remote: remote},
+		Backups:         &backupService{sched: sched, local: local, remote: remoteStore},
 		Health:          health.checks,
 		Collectors:      backupCollectors(sched),
 		Authenticate: func(r *http.Request, body []byte) error {
 			return cluster.VerifyRequest(r, []byte(cfg.Cluster.Secret.Value()), body, time.Now())
 		},
-	}, node, logger)
+	}, gatedNode{Node: node, gate: gate}, logger)
 	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 		defer cancel()
@@ -203,6 +227,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		}
 	}
 
+	stopBg()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	start := time.Now()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/cairndb/cairn/cluster/postgres"
 	"github.com/cairndb/cairn/cmd/cairn/config"
+	"github.com/cairndb/cairn/migrations"
 	"github.com/cairndb/cairn/server"
 )
 
@@ -17,7 +19,12 @@ const postgresNoBackups = "this node runs in Postgres mode (db.url): PostgreSQL 
 
 // newPostgres opens the pool of Postgres mode from the [db] section.
 func newPostgres(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*postgres.Backend, error) {
-	return postgres.Open(ctx, postgres.Config{
+	return postgres.Open(ctx, postgresConfig(cfg, logger))
+}
+
+// postgresConfig is the pool configuration of the [db] section.
+func postgresConfig(cfg *config.Config, logger *slog.Logger) postgres.Config {
+	return postgres.Config{
 		URL:              cfg.DB.URL,
 		MaxConnections:   int32(cfg.DB.MaxConnections),
 		MinConnections:   int32(cfg.DB.MinConnections),
@@ -26,18 +33,47 @@ func newPostgres(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 		NodeID:           cfg.Node.ID,
 		HTTPAddr:         cfg.Node.HTTPAdvertise,
 		Logger:           logger,
-	})
+	}
+}
+
+// gatedPostgres is the Postgres backend with readiness that also waits
+// for the schema.
+type gatedPostgres struct {
+	*postgres.Backend
+	gate *schemaGate
+}
+
+// Ready adds the schema to the backend's readiness.
+func (p gatedPostgres) Ready(ctx context.Context) error {
+	if err := p.Backend.Ready(ctx); err != nil {
+		return err
+	}
+	return p.gate.ready()
 }
 
 // servePostgres runs a node in Postgres mode until ctx is cancelled: the
 // HTTP API on a PostgreSQL pool, no Raft, no backups. PostgreSQL need not
 // be up at start: /readyz says so until it is.
-func servePostgres(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+func servePostgres(ctx context.Context, cfg *config.Config, reload *reloader, logs *logOutput, logger *slog.Logger) error {
 	pg, err := newPostgres(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer pg.Close()
+	gate, err := newSchemaGate(cfg, pg, migrations.Postgres, postgresLock(pg), func() bool { return true }, logger)
+	if err != nil {
+		return err
+	}
+	// The node's background loops stop when it shuts down.
+	var bg sync.WaitGroup
+	bgCtx, stopBg := context.WithCancel(ctx)
+	defer func() { stopBg(); bg.Wait() }()
+	bg.Go(func() { gate.loop(bgCtx) })
+	reload.on(logStep(logs), "log.level", "log.format")
+	reload.on(func(ctx context.Context, next *config.Config) error {
+		return pg.Reconfigure(ctx, postgresConfig(next, logger))
+	}, "db.max_connections", "db.min_connections", "db.connect_timeout", "db.statement_timeout")
+	bg.Go(func() { reload.run(bgCtx) })
 
 	srv := server.New(server.Config{
 		MaxBodySize:     int64(cfg.HTTP.MaxBodySize),
@@ -50,7 +86,7 @@ func servePostgres(ctx context.Context, cfg *config.Config, logger *slog.Logger)
 		NodeID:          cfg.Node.ID,
 		Pprof:           cfg.HTTP.Pprof,
 		BackupsDisabled: postgresNoBackups,
-	}, pg, logger)
+	}, gatedPostgres{Backend: pg, gate: gate}, logger)
 	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
 		return fmt.Errorf("listen for http on %s: %w", cfg.Node.HTTPAddr, err)
 	}
@@ -70,6 +106,7 @@ func servePostgres(ctx context.Context, cfg *config.Config, logger *slog.Logger)
 			logger.Error("http server stopped", "error", err)
 		}
 	}
+	stopBg()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	var errs []error

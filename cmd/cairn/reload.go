@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cairndb/cairn/backup"
+	"github.com/cairndb/cairn/backup/s3"
+	"github.com/cairndb/cairn/cmd/cairn/config"
+)
+
+// reloadable lists the keys SIGHUP applies to a running node. Any other
+// key that changed is reported as needing a restart and left as it was.
+var reloadable = []string{
+	"log.level", "log.format",
+	"backup.cron", "backup.timezone", "backup.keep_days_local", "backup.keep_days", "backup.failure_critical_after",
+	"s3.key", "s3.secret",
+	"auth.users", "auth.metrics",
+	"db.max_connections", "db.min_connections", "db.connect_timeout", "db.statement_timeout",
+}
+
+// reloadStep applies the reloadable keys it owns from a new configuration.
+type reloadStep struct {
+	// keys are the keys the step applies; it runs when one changed.
+	keys  []string
+	apply func(ctx context.Context, next *config.Config) error
+}
+
+// reloader re-reads the configuration on SIGHUP and applies what can
+// change safely.
+type reloader struct {
+	path   string
+	env    []string
+	logger *slog.Logger
+	// start is the configuration the process started with, against which
+	// keys that need a restart are found; applied is the last one applied.
+	start, applied *config.Config
+	steps          []reloadStep
+}
+
+func newReloader(path string, env []string, cfg *config.Config, logger *slog.Logger) *reloader {
+	return &reloader{path: path, env: env, logger: logger, start: cfg, applied: cfg}
+}
+
+// on registers a step for keys.
+func (r *reloader) on(apply func(ctx context.Context, next *config.Config) error, keys ...string) {
+	r.steps = append(r.steps, reloadStep{keys: keys, apply: apply})
+}
+
+// run reloads on every SIGHUP until ctx ends.
+func (r *reloader) run(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if _, _, err := r.reload(ctx); err != nil {
+				r.logger.Error("reload failed; the running configuration is unchanged where it could not be applied", "error", err)
+			}
+		}
+	}
+}
+
+// reload reads the configuration again and applies the reloadable keys
+// that changed. It returns those it applied and those that need a restart.
+// An invalid configuration is refused as a whole.
+func (r *reloader) reload(ctx context.Context) (applied, restart []string, err error) {
+	r.logger.Info("SIGHUP: reloading the configuration", "file", r.path)
+	next, err := config.Load(r.path, r.env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read configuration: %w", err)
+	}
+	for _, k := range config.Changed(r.start, next) {
+		if !slices.Contains(reloadable, k) {
+			restart = append(restart, k)
+		}
+	}
+	changed := config.Changed(r.applied, next)
+	var errs []error
+	for _, st := range r.steps {
+		var mine []string
+		for _, k := range st.keys {
+			if slices.Contains(changed, k) {
+				mine = append(mine, k)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		if err := st.apply(ctx, next); err != nil {
+			errs = append(errs, fmt.Errorf("%v: %w", mine, err))
+			continue
+		}
+		applied = append(applied, mine...)
+	}
+	if len(errs) == 0 {
+		r.applied = next
+	}
+	if len(restart) > 0 {
+		r.logger.Warn("changed keys that need a restart were not applied", "keys", restart)
+	}
+	r.logger.Info("configuration reloaded", "applied", applied)
+	return applied, restart, errors.Join(errs...)
+}
+
+// logStep applies [log].
+func logStep(out *logOutput) func(context.Context, *config.Config) error {
+	return func(_ context.Context, next *config.Config) error {
+		out.set(next.Log)
+		return nil
+	}
+}
+
+// backupStep applies the schedule and retention of [backup].
+func backupStep(sched *backup.Scheduler, health *nodeHealth) func(context.Context, *config.Config) error {
+	return func(_ context.Context, next *config.Config) error {
+		var schedule backup.Schedule
+		if next.Backup.Cron != "" {
+			var err error
+			if schedule, err = backup.ParseSchedule(next.Backup.Cron, next.Location()); err != nil {
+				return fmt.Errorf("backup.cron: %w", err)
+			}
+		}
+		day := 24 * time.Hour
+		sched.Reconfigure(schedule, time.Duration(next.Backup.KeepDaysLocal)*day, time.Duration(next.Backup.KeepDays)*day)
+		health.setFailureCritical(next.Backup.FailureCriticalAfter)
+		return nil
+	}
+}
+
+// s3Step applies new S3 credentials.
+func s3Step(remote *swapStore) func(context.Context, *config.Config) error {
+	return func(_ context.Context, next *config.Config) error {
+		st, err := remoteStore(next)
+		if err != nil {
+			return err
+		}
+		if st == nil {
+			return errors.New("s3.bucket is empty: restart to turn S3 off")
+		}
+		remote.set(st)
+		return nil
+	}
+}
+
+// swapStore is the S3 store behind the scheduler, the API and the health
+// check, replaced as a whole when SIGHUP brings new credentials.
+type swapStore struct {
+	cur atomic.Pointer[s3.Store]
+}
+
+var _ backup.Store = (*swapStore)(nil)
+
+func newSwapStore(st *s3.Store) *swapStore {
+	s := &swapStore{}
+	s.cur.Store(st)
+	return s
+}
+
+func (s *swapStore) set(st *s3.Store) { s.cur.Store(st) }
+
+// Put stores a backup.
+func (s *swapStore) Put(ctx context.Context, info backup.Info, r io.Reader) error {
+	return s.cur.Load().Put(ctx, info, r)
+}
+
+// List lists the backups.
+func (s *swapStore) List(ctx context.Context) ([]backup.Info, error) { return s.cur.Load().List(ctx) }
+
+// Get opens a backup.
+func (s *swapStore) Get(ctx context.Context, name string) (io.ReadCloser, backup.Info, error) {
+	return s.cur.Load().Get(ctx, name)
+}
+
+// Delete removes a backup.
+func (s *swapStore) Delete(ctx context.Context, name string) error {
+	return s.cur.Load().Delete(ctx, name)
+}
+
+// Check tests that the bucket is reachable with the credentials.
+func (s *swapStore) Check(ctx context.Context) error { return s.cur.Load().Check(ctx) }
+
+// String names the bucket.
+func (s *swapStore) String() string { return s.cur.Load().String() }
