@@ -40,7 +40,7 @@ type schemaGate struct {
 	// run applies pending migrations; nil without auto_migrate.
 	run *migrations.Runner
 	// check reads this node's own copy.
-	check *migrations.Runner
+	check migrations.Execer
 	// mayRun says whether this node should apply them now (the leader).
 	mayRun func() bool
 	logger *slog.Logger
@@ -57,7 +57,7 @@ func newSchemaGate(cfg *config.Config, backend cluster.Backend, dialect migratio
 		return nil, err
 	}
 	g := &schemaGate{ms: ms, mayRun: mayRun, logger: logger.With("component", "migrations"),
-		check: &migrations.Runner{Execer: &backendExecer{backend: backend, dialect: dialect, localReads: true}, Logger: logger}}
+		check: &backendExecer{backend: backend, dialect: dialect, localReads: true}}
 	if cfg.DB.AutoMigrate {
 		g.run = &migrations.Runner{Execer: &backendExecer{backend: backend, dialect: dialect, lock: lock}, Logger: logger}
 	}
@@ -110,11 +110,24 @@ func (g *schemaGate) step(ctx context.Context) (current, refused bool) {
 			return false, false
 		}
 	}
-	pending, err := g.check.Pending(ctx, g.ms)
-	switch {
-	case err != nil:
+	states, err := migrations.Status(ctx, g.check, g.ms)
+	if err != nil {
 		g.setProblem(fmt.Errorf("check migrations: %w", err))
 		return false, false
+	}
+	var pending []migrations.Migration
+	for _, st := range states {
+		switch {
+		case st.Changed:
+			err := &migrations.ChecksumError{Version: st.Record.Version, File: st.Migration.File, Applied: st.Record.Checksum, Current: st.Migration.Checksum}
+			g.setProblem(fmt.Errorf("migrations: %w", err))
+			g.logger.Error("migrations refused; this node stays unready until the file is restored and it restarts", "error", err)
+			return false, true
+		case st.Record == nil && !st.Missing:
+			pending = append(pending, st.Migration)
+		}
+	}
+	switch {
 	case len(pending) > 0:
 		if g.run == nil {
 			g.setProblem(fmt.Errorf("%d migrations pending, starting with %s; db.auto_migrate is off: run `cairn migrate run`", len(pending), pending[0].File))
