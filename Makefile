@@ -84,9 +84,10 @@ bench: build $(VERSITYGW)
 	$(GO) test -run '^$$' -bench . -benchmem ./statemachine/... ./cluster/
 	$(GO) run ./tests/bench -binary $(BIN) -duration $(BENCH_DURATION) -runs $(BENCH_RUNS) -backup-size $(BENCH_BACKUP_SIZE) -json bench.json
 
-## fuzz: fuzz the request decoder for FUZZTIME
+## fuzz: fuzz the request decoder and the migration splitter for FUZZTIME each
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeStatements -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -run '^$$' -fuzz FuzzSplit -fuzztime $(FUZZTIME) ./migrations/
 
 ## generate: regenerate the protobuf code (needs protoc)
 generate:
