@@ -66,6 +66,10 @@ type Status struct {
 	UploadError string `json:"upload_error,omitempty"`
 	// PendingUploads counts local backups not yet in the remote store.
 	PendingUploads int `json:"pending_uploads"`
+	// LastUploadDuration is how long the last successful upload took.
+	LastUploadDuration time.Duration `json:"last_upload_duration_ns"`
+	// Uploads counts successful uploads since start.
+	Uploads int64 `json:"uploads"`
 	// Runs, Failures and UploadFailures count since start.
 	Runs           int64 `json:"runs"`
 	Failures       int64 `json:"failures"`
@@ -364,7 +368,12 @@ func (s *Scheduler) uploadOne(ctx context.Context, info Info) error {
 	if err := s.cfg.Remote.Put(ctx, info, rc); err != nil {
 		return fmt.Errorf("upload %s: %w", info.Name, err)
 	}
-	s.logger.Info("backup uploaded", "backup", info.Name, "size", info.Size, "duration", s.cfg.Now().Sub(start).Round(time.Millisecond))
+	took := s.cfg.Now().Sub(start)
+	s.mu.Lock()
+	s.status.LastUploadDuration = took
+	s.status.Uploads++
+	s.mu.Unlock()
+	s.logger.Info("backup uploaded", "backup", info.Name, "size", info.Size, "duration", took.Round(time.Millisecond))
 	return nil
 }
 

@@ -696,6 +696,14 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
+// SnapshotStats counts the snapshots the node took and installed.
+func (n *Node) SnapshotStats() statemachine.SnapshotStats {
+	if n.fsm == nil {
+		return statemachine.SnapshotStats{}
+	}
+	return n.fsm.SnapshotStats()
+}
+
 // Raft is the underlying hashicorp/raft instance, for tests and tools.
 func (n *Node) Raft() *raft.Raft { return n.raft }
 

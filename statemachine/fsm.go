@@ -36,6 +36,30 @@ type FSM struct {
 	lastApplied atomic.Uint64
 	// snapshotSeq names snapshot copies uniquely.
 	snapshotSeq atomic.Uint64
+	// snapshots counts the snapshots taken; snapshotNanos is their total
+	// copy time, lastSnapshotNanos the last one's.
+	snapshots, snapshotNanos, lastSnapshotNanos atomic.Int64
+	// restores counts snapshots installed (from the leader or at start).
+	restores atomic.Int64
+}
+
+// SnapshotStats counts the snapshots this FSM took and installed since
+// start, and the time their database copies took.
+type SnapshotStats struct {
+	Taken     int64
+	Installed int64
+	// Total is the copy time of every snapshot taken; Last the newest's.
+	Total, Last time.Duration
+}
+
+// SnapshotStats returns the FSM's snapshot counters.
+func (f *FSM) SnapshotStats() SnapshotStats {
+	return SnapshotStats{
+		Taken:     f.snapshots.Load(),
+		Installed: f.restores.Load(),
+		Total:     time.Duration(f.snapshotNanos.Load()),
+		Last:      time.Duration(f.lastSnapshotNanos.Load()),
+	}
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -133,7 +157,11 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	index := f.lastApplied.Load()
-	f.logger.Debug("snapshot copy made", "index", index, "path", path, "duration", time.Since(start))
+	took := time.Since(start)
+	f.snapshots.Add(1)
+	f.snapshotNanos.Add(int64(took))
+	f.lastSnapshotNanos.Store(int64(took))
+	f.logger.Debug("snapshot copy made", "index", index, "path", path, "duration", took)
 	return &fileSnapshot{path: path, index: index}, nil
 }
 
@@ -150,6 +178,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.db.setApplied(index)
 	f.lastApplied.Store(index)
+	f.restores.Add(1)
 	f.logger.Info("database restored from snapshot", "index", index, "size", f.db.Size(), "duration", time.Since(start))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cairndb/cairn/backup"
+	"github.com/cairndb/cairn/cluster"
 	"github.com/cairndb/cairn/server"
 )
 
@@ -137,5 +138,30 @@ func backupCollectors(s *backup.Scheduler) []prometheus.Collector {
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cairn_backup_last_size_bytes", Help: "Size of the last backup."},
 			func() float64 { return float64(st().LastSuccess.Size) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cairn_backup_uploads_total", Help: "Backups uploaded to S3."},
+			func() float64 { return float64(st().Uploads) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cairn_backup_last_upload_duration_seconds", Help: "How long the last successful upload to S3 took."},
+			func() float64 { return st().LastUploadDuration.Seconds() }),
+	}
+}
+
+// nodeCollectors are the Raft snapshot and restore metrics of a node.
+// restored says whether this process restored a backup at start.
+func nodeCollectors(node *cluster.Node, restored bool) []prometheus.Collector {
+	restores := 0.0
+	if restored {
+		restores = 1
+	}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cairn_raft_snapshots_total", Help: "Raft snapshots taken since start."},
+			func() float64 { return float64(node.SnapshotStats().Taken) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cairn_raft_snapshot_seconds_total", Help: "Time spent copying the database for snapshots."},
+			func() float64 { return node.SnapshotStats().Total.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cairn_raft_snapshot_last_duration_seconds", Help: "How long the last snapshot's copy took."},
+			func() float64 { return node.SnapshotStats().Last.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cairn_raft_snapshots_installed_total", Help: "Snapshots installed (sent by the leader, or at start)."},
+			func() float64 { return float64(node.SnapshotStats().Installed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cairn_restore_runs_total", Help: "Backup restores this process applied at start (CAIRN_BACKUP_RESTORE)."},
+			func() float64 { return restores }),
 	}
 }

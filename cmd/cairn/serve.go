@@ -103,12 +103,14 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 	}
 	defer release()
 
+	restored := false
 	if spec := cfg.Backup.Restore; spec != "" {
 		res, err := runRestore(ctx, cfg, spec, logger)
 		if err != nil {
 			return fmt.Errorf("restore %s (CAIRN_BACKUP_RESTORE): %w; the existing data is untouched (a swap a crash interrupted is completed at the next start)", spec, err)
 		}
 		if res.Applied {
+			restored = true
 			logger.Info("restored from backup", "backup", res.Name, "index", res.RaftIndex, "epoch", res.Epoch)
 		}
 	} else if err := restore.Recover(cfg.Node.DataDir, logger); err != nil {
@@ -202,7 +204,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 		Internal:        node.InternalHandler(),
 		Backups:         &backupService{sched: sched, local: local, remote: remoteStore},
 		Health:          health.checks,
-		Collectors:      backupCollectors(sched),
+		Collectors:      append(backupCollectors(sched), nodeCollectors(node, restored)...),
 		Authenticate: func(r *http.Request, body []byte) error {
 			return cluster.VerifyRequest(r, []byte(cfg.Cluster.Secret.Value()), body, time.Now())
 		},
