@@ -37,6 +37,9 @@ type apiError struct {
 	msg    string
 	// retry asks the client to retry after a second (Retry-After: 1).
 	retry bool
+	// retryAfter, when positive, asks the client to retry after that many
+	// seconds instead.
+	retryAfter int
 }
 
 // Outcome-unknown wording, shared so that every path says it the same way.

@@ -57,15 +57,16 @@ func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	timeout := p.requestTimeout(s.cfg.RequestTimeout)
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	var results []command.Result
-	switch ep {
-	case endpointExecute:
-		results, err = s.store.Execute(ctx, req)
-	case endpointQuery:
-		results, err = s.store.Query(ctx, req, opts)
-	default:
-		results, err = s.store.Request(ctx, req, opts)
+	release, shed := s.admit(ctx, timeout)
+	if shed != nil {
+		if info := infoFrom(r.Context()); info != nil {
+			info.err = fmt.Errorf("%s %d statements: %s", ep, len(stmts), shed.msg)
+		}
+		s.writeError(w, r, *shed, p.pretty)
+		return
 	}
+	results, err := s.run(ctx, ep, req, opts, release)
+	s.metrics.observeStatements(ep, len(stmts), results, err)
 	if err != nil {
 		e := mapError(err, writeKindOf(ep), timeout)
 		if info := infoFrom(r.Context()); info != nil {
@@ -92,6 +93,21 @@ func (s *Server) handleDB(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	if err := writeJSON(w, http.StatusOK, resp, p.pretty); err != nil {
 		s.noteWriteError(r, err)
 	}
+}
+
+// run calls the Store for a /db call, counting it in flight, and calls
+// release when the Store is done, even if it panics.
+func (s *Server) run(ctx context.Context, ep endpoint, req *command.Request, opts cluster.QueryOptions, release func()) ([]command.Result, error) {
+	defer release()
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	switch ep {
+	case endpointExecute:
+		return s.store.Execute(ctx, req)
+	case endpointQuery:
+		return s.store.Query(ctx, req, opts)
+	}
+	return s.store.Request(ctx, req, opts)
 }
 
 // readStatements returns the statements of a /db call: ?q= for GET

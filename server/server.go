@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,6 +102,24 @@ type Config struct {
 	// Internal, when set, serves every path under /internal/: the
 	// node-to-node endpoints, which authenticate requests themselves.
 	Internal http.Handler
+
+	// MaxConcurrent bounds the statement calls (/db/execute, /db/query,
+	// /db/request) that run on the Store at once; zero means no bound. A
+	// call past it waits up to QueueTimeout for a slot, then is answered
+	// 503 with Retry-After: 1. Nothing else is bounded: probes, /status
+	// and /metrics keep answering under any load.
+	MaxConcurrent int
+	// QueueTimeout is how long a statement call waits for a slot when
+	// MaxConcurrent calls are running; zero refuses it at once.
+	QueueTimeout time.Duration
+	// PoolStats, when set (Postgres mode), reports the connection pool:
+	// /metrics shows it, and statement calls are shed with 503 while the
+	// pool is pressed (see poolTier in limit.go).
+	PoolStats func() cluster.PoolStats
+	// ShedProbeInterval is how often, while calls are shed for pool
+	// pressure, the pool is looked at again; shedding stops at the first
+	// look that finds no pressure.
+	ShedProbeInterval time.Duration
 }
 
 // withDefaults returns c with its zero fields filled in.
@@ -124,6 +144,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NodeProbeTimeout <= 0 {
 		c.NodeProbeTimeout = DefaultNodeProbeTimeout
+	}
+	if c.ShedProbeInterval <= 0 {
+		c.ShedProbeInterval = DefaultShedProbeInterval
 	}
 	return c
 }
@@ -165,6 +188,19 @@ type Server struct {
 	mu      sync.Mutex // guards ln and serving
 	ln      net.Listener
 	serving bool
+
+	// limit bounds the statement calls running at once (nil: no bound);
+	// shedder refuses them under pool pressure (nil outside Postgres
+	// mode); inFlight counts those running on the Store.
+	limit    *limiter
+	shedder  *poolShedder
+	inFlight atomic.Int64
+
+	// bg owns the server's background goroutines (the recovery probe of
+	// load shedding); Close stops them through baseCtx and waits.
+	bgMu     sync.Mutex // guards bgClosed and the Add of bg
+	bgClosed bool
+	bg       sync.WaitGroup
 }
 
 // New builds a server on store. It does no I/O: call Listen, then Serve.
@@ -182,6 +218,10 @@ func New(cfg Config, store Store, logger *slog.Logger) *Server {
 		peers: &http.Client{
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+		limit: newLimiter(cfg.MaxConcurrent, cfg.QueueTimeout),
+	}
+	if cfg.PoolStats != nil {
+		s.shedder = &poolShedder{stats: cfg.PoolStats, interval: cfg.ShedProbeInterval, spawn: s.spawn}
 	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.routes = map[string]route{
@@ -310,12 +350,29 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 	}
 	s.cancelBase()
+	s.bgMu.Lock()
+	s.bgClosed = true
+	s.bgMu.Unlock()
+	s.bg.Wait()
 	s.peers.CloseIdleConnections()
 	if err != nil {
 		_ = s.httpSrv.Close()
 		return fmt.Errorf("shut down HTTP server: %w", err)
 	}
 	return nil
+}
+
+// spawn runs f in a goroutine the server owns, with a context that ends
+// when the server closes; it reports false, without running f, once the
+// server is closing.
+func (s *Server) spawn(f func(ctx context.Context)) bool {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bgClosed {
+		return false
+	}
+	s.bg.Go(func() { f(s.baseCtx) })
+	return true
 }
 
 // route is one endpoint: the methods it allows and its handler.
@@ -398,7 +455,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, e apiError, 
 	if info := infoFrom(r.Context()); info != nil && info.err == nil {
 		info.err = errors.New(e.msg)
 	}
-	if e.retry {
+	switch {
+	case e.retryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	case e.retry:
 		w.Header().Set("Retry-After", "1")
 	}
 	if err := writeJSON(w, e.status, errorResponse{Error: e.msg}, pretty); err != nil {
