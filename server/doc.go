@@ -33,6 +33,31 @@
 // Successful calls answer 200 with {"results": [...]}: one entry per
 // statement, with "error" inside the entry when that statement failed in
 // SQL. A request that fails as a whole answers {"error": "..."} with a
-// status that fits (400, 404, 405, 413, 500, 503, 504). Every response
-// carries an X-Request-Id header, which is also in the request's log line.
+// status that fits (400, 401, 403, 404, 405, 413, 500, 503, 504). Every
+// response carries an X-Request-Id header; the ID is also in every log
+// line the request produces (the server's logger adds it to any record
+// logged with the request's context).
+//
+// # Load shedding
+//
+// Statement calls run under Config.MaxConcurrent: past it a call waits up
+// to Config.QueueTimeout for a slot, then is answered 503 with
+// Retry-After: 1. In Postgres mode (Config.PoolStats set) calls are also
+// refused while the connection pool is pressed, with a Retry-After of 2, 3
+// or 5 seconds by tier, until a recovery probe finds the pressure gone
+// (limit.go has the tiers). Probes, /status and /metrics are never shed.
+//
+// # Authentication
+//
+// With users (Config.Users, replaced at run time by SetUsers) every
+// endpoint but the probes, /internal/, /join and /remove asks for HTTP
+// Basic credentials (401 with a challenge otherwise) and a permission
+// (403 otherwise): read for /db/query, write for /db/execute and
+// /db/request, status for /status, /nodes and /metrics, backup for
+// /v1/backups, admin for everything else.
+//
+// # Metrics
+//
+// GET /metrics serves the HTTP, statement, load-shedding, Raft and (in
+// Postgres mode) pool metrics, all prefixed cairn_, plus Config.Collectors.
 package server

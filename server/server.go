@@ -48,6 +48,7 @@ const (
 	logKeyRemote    = "remote"
 	logKeyError     = "error"
 	logKeyAddr      = "addr"
+	logKeyUser      = "user"
 )
 
 // handleMetrics serves GET /metrics in Prometheus' format.
@@ -120,6 +121,18 @@ type Config struct {
 	// pressure, the pool is looked at again; shedding stops at the first
 	// look that finds no pressure.
 	ShedProbeInterval time.Duration
+	// Users, when it holds any user, makes every endpoint but the probes,
+	// /internal/, /join and /remove ask for HTTP Basic credentials and a
+	// permission; nil or empty leaves the API open. SetUsers replaces it
+	// while the server runs.
+	Users *UserSet
+	// MetricsOpen leaves /metrics open to unauthenticated scrapes when
+	// Users are set; otherwise it needs the status permission.
+	// SetMetricsOpen changes it while the server runs.
+	MetricsOpen bool
+	// AccessLog logs every request at info level; otherwise requests that
+	// succeed log at debug level.
+	AccessLog bool
 }
 
 // withDefaults returns c with its zero fields filled in.
@@ -189,6 +202,10 @@ type Server struct {
 	ln      net.Listener
 	serving bool
 
+	// users is the current UserSet (Config.Users, then SetUsers), and
+	// metricsOpen Config.MetricsOpen, then SetMetricsOpen.
+	users       atomic.Pointer[UserSet]
+	metricsOpen atomic.Bool
 	// limit bounds the statement calls running at once (nil: no bound);
 	// shedder refuses them under pool pressure (nil outside Postgres
 	// mode); inFlight counts those running on the Store.
@@ -213,13 +230,15 @@ func New(cfg Config, store Store, logger *slog.Logger) *Server {
 	s := &Server{
 		cfg:     cfg,
 		store:   store,
-		logger:  logger.With("component", "http"),
+		logger:  slog.New(requestHandler{logger.Handler()}).With("component", "http"),
 		started: time.Now(),
 		peers: &http.Client{
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		limit: newLimiter(cfg.MaxConcurrent, cfg.QueueTimeout),
 	}
+	s.users.Store(cfg.Users)
+	s.metricsOpen.Store(cfg.MetricsOpen)
 	if cfg.PoolStats != nil {
 		s.shedder = &poolShedder{stats: cfg.PoolStats, interval: cfg.ShedProbeInterval, spawn: s.spawn}
 	}
@@ -415,8 +434,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.dispatch(rec, r)
 }
 
-// dispatch finds the route for the path and checks the method.
+// dispatch checks the credentials, finds the route for the path and
+// checks the method.
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
 	if s.cfg.Pprof && strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
 		servePprof(w, r)
 		return
@@ -474,14 +497,18 @@ func (s *Server) noteWriteError(r *http.Request, err error) {
 	}
 }
 
-// logRequest writes the request's single log line: debug for success,
-// info for client errors, warn for unavailability, error for failures.
+// logRequest writes the request's single log line: debug for success
+// (info with Config.AccessLog), info for client errors, warn for
+// unavailability, error for failures.
 func (s *Server) logRequest(r *http.Request, rec *responseRecorder, info *requestInfo, d time.Duration) {
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK
 	}
 	level := slog.LevelDebug
+	if s.cfg.AccessLog {
+		level = slog.LevelInfo
+	}
 	switch {
 	case isProbe(r.URL.Path) && status == http.StatusServiceUnavailable:
 		// Orchestrators poll probes every few seconds while a node starts
@@ -491,7 +518,7 @@ func (s *Server) logRequest(r *http.Request, rec *responseRecorder, info *reques
 	case status >= 500:
 		level = slog.LevelError
 	case status >= 400:
-		level = slog.LevelInfo
+		level = max(level, slog.LevelInfo)
 	}
 	if info.writeErr != nil && level < slog.LevelWarn {
 		level = slog.LevelWarn
@@ -508,6 +535,9 @@ func (s *Server) logRequest(r *http.Request, rec *responseRecorder, info *reques
 		slog.Duration(logKeyDuration, d),
 		slog.Int64(logKeyBytes, rec.bytes),
 		slog.String(logKeyRemote, r.RemoteAddr),
+	}
+	if info.user != "" {
+		attrs = append(attrs, slog.String(logKeyUser, info.user))
 	}
 	if info.err != nil {
 		attrs = append(attrs, slog.String(logKeyError, info.err.Error()))
@@ -527,8 +557,9 @@ func isProbe(path string) bool {
 // what the log line should say.
 type requestInfo struct {
 	id       string
-	err      error // why the request failed, if it did
-	writeErr error // why the response could not be written, if so
+	user     string // the authenticated user, if any
+	err      error  // why the request failed, if it did
+	writeErr error  // why the response could not be written, if so
 }
 
 type requestInfoKey struct{}
