@@ -40,6 +40,8 @@ type Config struct {
 	Encryption Encryption `toml:"encryption"`
 	// HTTP tunes the HTTP API server.
 	HTTP HTTP `toml:"http"`
+	// Auth lists the users of the HTTP API.
+	Auth Auth `toml:"auth"`
 	// Log configures logging.
 	Log Log `toml:"log"`
 
@@ -205,6 +207,31 @@ type HTTP struct {
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
 	// Leave it off unless the address is private.
 	Pprof bool `toml:"pprof" default:"false"`
+	// MaxConcurrent bounds the statement requests (/db/execute, /db/query,
+	// /db/request) that run at once on this node; 0 means no bound. A
+	// request past it waits up to QueueTimeout for a slot, then is
+	// answered 503 with Retry-After.
+	MaxConcurrent int `toml:"max_concurrent" default:"64"`
+	// QueueTimeout is how long a statement request waits for a slot under
+	// MaxConcurrent; 0 refuses it at once.
+	QueueTimeout time.Duration `toml:"queue_timeout" default:"250ms"`
+	// AccessLog logs every request at info level; otherwise requests that
+	// succeed are logged at debug level only.
+	AccessLog bool `toml:"access_log" default:"false"`
+}
+
+// Auth is the [auth] section: the users of the HTTP API. With no users
+// the API is open to anyone who can reach it.
+type Auth struct {
+	// Users lists "name:password:perm,perm" entries. The password is a
+	// bcrypt hash ($2a$, $2b$ or $2y$) or, weaker, plain text; the
+	// permissions are read, write, status, backup, admin and all. Use
+	// AuthUsers to read it.
+	Users []string `toml:"users" secret:"true"`
+	// Metrics protects /metrics (it needs the status permission) when
+	// there are users; false leaves it open for an unauthenticated
+	// Prometheus.
+	Metrics bool `toml:"metrics" default:"true"`
 }
 
 // Log is the [log] section.

@@ -121,8 +121,11 @@ func TestLoad_Defaults(t *testing.T) {
 			WriteTimeout:    60 * time.Second,
 			IdleTimeout:     120 * time.Second,
 			RequestTimeout:  30 * time.Second,
+			MaxConcurrent:   64,
+			QueueTimeout:    250 * time.Millisecond,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Auth: Auth{Metrics: true},
+		Log:  Log{Level: "info", Format: "text"},
 	}
 	want.origins = c.origins
 	if !reflect.DeepEqual(*c, want) {
@@ -191,8 +194,11 @@ func TestLoad_File(t *testing.T) {
 			WriteTimeout:    6 * time.Second,
 			IdleTimeout:     7 * time.Second,
 			RequestTimeout:  8 * time.Second,
+			MaxConcurrent:   64,
+			QueueTimeout:    250 * time.Millisecond,
 		},
-		Log: Log{Level: "debug", Format: "json"},
+		Auth: Auth{Metrics: true},
+		Log:  Log{Level: "debug", Format: "json"},
 	}
 	want.origins = c.origins
 	if !reflect.DeepEqual(*c, want) {
@@ -814,6 +820,9 @@ func TestConfig_Redacted(t *testing.T) {
 	if len(c2.Encryption.Keys) == 0 {
 		c2.Encryption.Keys = nil // "keys = []" loads as an empty list
 	}
+	if len(c2.Auth.Users) == 0 {
+		c2.Auth.Users = nil // "users = []" too
+	}
 	if !reflect.DeepEqual(c, c2) {
 		t.Errorf("round trip:\n%s\nwant\n%s", c2, c)
 	}
@@ -909,11 +918,14 @@ func TestSchema(t *testing.T) {
 	if got := keys.byKey["cluster.secret"].redact; got != redactAll {
 		t.Errorf("cluster.secret redaction = %v", got)
 	}
+	if got := keys.byKey["auth.users"].redact; got != redactAll {
+		t.Errorf("auth.users redaction = %v", got)
+	}
 	if got := keys.byKey["db.url"].redact; got != redactPass {
 		t.Errorf("db.url redaction = %v", got)
 	}
-	if len(keys.fields) != 48 {
-		t.Errorf("%d keys, want 48", len(keys.fields))
+	if len(keys.fields) != 53 {
+		t.Errorf("%d keys, want 53", len(keys.fields))
 	}
 
 	type bad struct {

@@ -177,6 +177,13 @@ func (c *Config) check() []Problem {
 	v.atLeast("http.write_timeout", c.HTTP.WriteTimeout, 0)
 	v.atLeast("http.idle_timeout", c.HTTP.IdleTimeout, 0)
 	v.atLeast("http.request_timeout", c.HTTP.RequestTimeout, 0)
+	if c.HTTP.MaxConcurrent < 0 {
+		v.add("http.max_concurrent", "must not be negative, not %d (0 means no limit)", c.HTTP.MaxConcurrent)
+	}
+	v.atLeast("http.queue_timeout", c.HTTP.QueueTimeout, 0)
+
+	// [auth]
+	v.authUsers()
 
 	// [log]
 	switch strings.ToLower(c.Log.Level) {
