@@ -322,6 +322,22 @@ func post(url string, body []byte) error {
 	return nil
 }
 
+// loadPost is post for load workers: on worker w's own raw connection
+// (rawhttp.go), with the same checks.
+func loadPost(w int, url string, body []byte) error {
+	status, b, err := rawPost(w, url, body)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %s", status, b)
+	}
+	if bytes.Contains(b, []byte(`"error"`)) {
+		return fmt.Errorf("statement error: %s", b)
+	}
+	return nil
+}
+
 // median runs a workload runs times and returns the run with the median
 // rate, with every run's rate attached.
 func median(runs int, once func() Result) Result {
@@ -411,7 +427,7 @@ func measure(c *benchCluster, setup string, d time.Duration, runs int) ([]Result
 	insert := func(url string) func(int, int64) error {
 		return func(w int, i int64) error {
 			body := fmt.Sprintf(`[["INSERT INTO bench (k, v) VALUES (?, ?)", %d, "value-%d-%d"]]`, i, w, i)
-			return post(url, []byte(body))
+			return loadPost(w, url, []byte(body))
 		}
 	}
 	var out []Result
@@ -430,7 +446,7 @@ func measure(c *benchCluster, setup string, d time.Duration, runs int) ([]Result
 	}
 	batch.WriteString("]")
 	batchBody := []byte(batch.String())
-	batchWrite := func(int, int64) error { return post(base+"/db/execute", batchBody) }
+	batchWrite := func(w int, _ int64) error { return loadPost(w, base+"/db/execute", batchBody) }
 	out = append(out, median(runs, func() Result {
 		return load(setup, "write 100 stmts/req", 8, d, 100, "stmts/s", batchWrite)
 	}))
@@ -438,7 +454,7 @@ func measure(c *benchCluster, setup string, d time.Duration, runs int) ([]Result
 	read := func(url string) func(int, int64) error {
 		return func(w int, i int64) error {
 			body := fmt.Sprintf(`[["SELECT id, k, v FROM bench WHERE id = ?", %d]]`, 1+(i*31+int64(w))%1000)
-			return post(url, []byte(body))
+			return loadPost(w, url, []byte(body))
 		}
 	}
 	out = append(out, median(runs, func() Result {
