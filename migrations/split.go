@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/cairndb/cairn/internal/sqlitecomplete"
 )
 
 // Splitting a migration file into statements.
@@ -237,77 +239,30 @@ func scanSQLite(s string, i int) (tokenKind, int, error) {
 	return tokOther, i + 1, nil
 }
 
-// States of sqlite3_complete's machine.
-const (
-	sqStart   = iota // at the start of a statement
-	sqNormal         // inside an ordinary statement
-	sqExplain        // after EXPLAIN
-	sqCreate         // after CREATE (and TEMP)
-	sqTrigger        // inside CREATE TRIGGER
-	sqSemi           // after a ';' inside a trigger
-	sqEnd            // after "; END" inside a trigger
-)
-
-// Token classes of the machine.
-const (
-	sqcSemi = iota
-	sqcOther
-	sqcExplain
-	sqcCreate
-	sqcTemp
-	sqcTrigger
-	sqcEnd
-)
-
-// sqliteNext is sqlite3_complete's transition table, without its
-// whitespace column (whitespace and comments never change the state).
-var sqliteNext = [7][7]uint8{
-	//          SEMI     OTHER      EXPLAIN    CREATE    TEMP       TRIGGER    END
-	sqStart:   {sqStart, sqNormal, sqExplain, sqCreate, sqNormal, sqNormal, sqNormal},
-	sqNormal:  {sqStart, sqNormal, sqNormal, sqNormal, sqNormal, sqNormal, sqNormal},
-	sqExplain: {sqStart, sqExplain, sqNormal, sqCreate, sqNormal, sqNormal, sqNormal},
-	sqCreate:  {sqStart, sqNormal, sqNormal, sqNormal, sqCreate, sqTrigger, sqNormal},
-	sqTrigger: {sqSemi, sqTrigger, sqTrigger, sqTrigger, sqTrigger, sqTrigger, sqTrigger},
-	sqSemi:    {sqSemi, sqTrigger, sqTrigger, sqTrigger, sqTrigger, sqTrigger, sqEnd},
-	sqEnd:     {sqStart, sqTrigger, sqTrigger, sqTrigger, sqTrigger, sqTrigger, sqTrigger},
-}
-
 // sqliteBoundary ends statements as sqlite3_complete does.
 type sqliteBoundary struct {
-	state uint8
+	m sqlitecomplete.Machine
 }
 
 func (b *sqliteBoundary) token(kind tokenKind, word string) bool {
-	class := sqcOther
+	class := sqlitecomplete.Other
 	switch kind {
 	case tokSemi:
-		class = sqcSemi
+		class = sqlitecomplete.Semi
 	case tokWord:
-		switch word {
-		case "explain":
-			class = sqcExplain
-		case "create":
-			class = sqcCreate
-		case "temp", "temporary":
-			class = sqcTemp
-		case "trigger":
-			class = sqcTrigger
-		case "end":
-			class = sqcEnd
-		}
+		class = sqlitecomplete.WordClass(word)
 	}
-	b.state = sqliteNext[b.state][class]
-	return kind == tokSemi && b.state == sqStart
+	return b.m.Next(class)
 }
 
 func (b *sqliteBoundary) complete() error {
-	if b.state == sqTrigger || b.state == sqSemi {
+	if b.m.InTrigger() {
 		return errors.New("CREATE TRIGGER has no END: its body must end with \"END;\"")
 	}
 	return nil
 }
 
-func (b *sqliteBoundary) reset() { b.state = sqStart }
+func (b *sqliteBoundary) reset() { b.m.Reset() }
 
 // scanPostgres reads one token of PostgreSQL.
 func scanPostgres(s string, i int) (tokenKind, int, error) {

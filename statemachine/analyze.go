@@ -76,6 +76,8 @@ import (
 	"time"
 
 	"github.com/rqlite/sql"
+
+	"github.com/cairndb/cairn/internal/sqlitecomplete"
 )
 
 // maxRandomBlob is the largest randomblob(N) that is rewritten into a
@@ -877,77 +879,10 @@ func isIDChar(c byte) bool {
 	return isIDStart(c) || c >= '0' && c <= '9' || c == '$'
 }
 
-// States of sqlite3_complete's machine, which decides whether a ';' ends a
-// statement or sits inside a CREATE TRIGGER body. The body ends at an END
-// that directly follows a ';', so the END of a CASE does not close it.
-const (
-	splitStart   = iota // at the start of a statement
-	splitNormal         // inside an ordinary statement
-	splitExplain        // after EXPLAIN
-	splitCreate         // after CREATE (and TEMP)
-	splitTrigger        // inside CREATE TRIGGER
-	splitSemi           // after a ';' inside a trigger
-	splitEnd            // after "; END" inside a trigger
-)
-
-// Token classes of the machine.
-const (
-	classSemi = iota
-	classOther
-	classExplain
-	classCreate
-	classTemp
-	classTrigger
-	classEnd
-)
-
-// splitTransitions is sqlite3_complete's table without the whitespace
-// column (whitespace never changes the state).
-var splitTransitions = [7][7]uint8{
-	//              SEMI         OTHER         EXPLAIN       CREATE        TEMP          TRIGGER       END
-	splitStart:   {splitStart, splitNormal, splitExplain, splitCreate, splitNormal, splitNormal, splitNormal},
-	splitNormal:  {splitStart, splitNormal, splitNormal, splitNormal, splitNormal, splitNormal, splitNormal},
-	splitExplain: {splitStart, splitExplain, splitNormal, splitCreate, splitNormal, splitNormal, splitNormal},
-	splitCreate:  {splitStart, splitNormal, splitNormal, splitNormal, splitCreate, splitTrigger, splitNormal},
-	splitTrigger: {splitSemi, splitTrigger, splitTrigger, splitTrigger, splitTrigger, splitTrigger, splitTrigger},
-	splitSemi:    {splitSemi, splitTrigger, splitTrigger, splitTrigger, splitTrigger, splitTrigger, splitEnd},
-	splitEnd:     {splitStart, splitTrigger, splitTrigger, splitTrigger, splitTrigger, splitTrigger, splitTrigger},
-}
-
-// wordClass returns the machine's class of an unquoted word.
-func wordClass(w string) int {
-	switch len(w) {
-	case 3:
-		if strings.EqualFold(w, "end") {
-			return classEnd
-		}
-	case 4:
-		if strings.EqualFold(w, "temp") {
-			return classTemp
-		}
-	case 6:
-		if strings.EqualFold(w, "create") {
-			return classCreate
-		}
-	case 7:
-		if strings.EqualFold(w, "explain") {
-			return classExplain
-		}
-		if strings.EqualFold(w, "trigger") {
-			return classTrigger
-		}
-	case 9:
-		if strings.EqualFold(w, "temporary") {
-			return classTemp
-		}
-	}
-	return classOther
-}
-
 // splitSQL appends to dst the statements of s, skipping empty ones. A
 // statement keeps its comments, leading ones included.
 func splitSQL(s string, dst []sqlPiece) []sqlPiece {
-	state := uint8(splitStart)
+	var m sqlitecomplete.Machine
 	start := 0           // where the current statement begins
 	significant := false // the current statement has a token that is not a comment
 	hint := false
@@ -956,8 +891,7 @@ func splitSQL(s string, dst []sqlPiece) []sqlPiece {
 		switch tok {
 		case tokSpace:
 		case tokSemi:
-			state = splitTransitions[state][classSemi]
-			if state == splitStart {
+			if m.Next(sqlitecomplete.Semi) {
 				if significant {
 					dst = append(dst, sqlPiece{text: trimSQLSpace(s[start:i]), hint: hint})
 				}
@@ -965,15 +899,15 @@ func splitSQL(s string, dst []sqlPiece) []sqlPiece {
 			}
 		default:
 			significant = true
-			class := classOther
+			class := sqlitecomplete.Other
 			switch tok {
 			case tokWord:
-				class = wordClass(s[i:j])
+				class = sqlitecomplete.WordClass(s[i:j])
 				hint = hint || isHintWord(s[i:j])
 			case tokQuoted:
 				hint = hint || j-i > 2 && isHintWord(s[i+1:j-1])
 			}
-			state = splitTransitions[state][class]
+			m.Next(class)
 		}
 		i = j
 	}
