@@ -124,8 +124,9 @@ type DB struct {
 	StatementTimeout time.Duration `toml:"statement_timeout" default:"0s"`
 	// AutoMigrate runs pending schema migrations at start.
 	AutoMigrate bool `toml:"auto_migrate" default:"true"`
-	// MigrationsDir is a directory of extra migration files; empty means
-	// only the embedded ones.
+	// MigrationsDir is the directory of migration files (NNNN_name.sql,
+	// with optional .sqlite.sql / .postgres.sql variants); empty means no
+	// migrations.
 	MigrationsDir string `toml:"migrations_dir"`
 }
 

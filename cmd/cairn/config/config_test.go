@@ -980,3 +980,15 @@ c = 7
 		t.Error("a line inside a multi-line string was taken for a key")
 	}
 }
+
+// TestChanged lists exactly the keys whose values differ, secrets included.
+func TestChanged(t *testing.T) {
+	a := mustLoad(t, "", "CAIRN_LOG_LEVEL=info", "CAIRN_S3_SECRET=one")
+	b := mustLoad(t, "", "CAIRN_LOG_LEVEL=debug", "CAIRN_S3_SECRET=two")
+	if got := Changed(a, b); !reflect.DeepEqual(got, []string{"s3.secret", "log.level"}) {
+		t.Fatalf("Changed = %v", got)
+	}
+	if got := Changed(a, a); len(got) != 0 {
+		t.Fatalf("Changed(a, a) = %v", got)
+	}
+}
