@@ -91,8 +91,12 @@ func dbPath(dataDir string) string {
 func serve(ctx context.Context, cfg *config.Config, path string, env []string, logw io.Writer) error {
 	logs := newLogOutput(cfg.Log, logw)
 	logger := logs.logger().With("node", cfg.Node.ID)
+	ops, err := newServerOps(cfg)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	if cfg.PostgresMode() {
-		return servePostgres(ctx, cfg, newReloader(path, env, cfg, logger), logs, logger)
+		return servePostgres(ctx, cfg, ops, newReloader(path, env, cfg, logger), logs, logger)
 	}
 	// Everything this process creates is for its own user only.
 	syscall.Umask(0o077)
@@ -189,26 +193,16 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 	if remote != nil {
 		reload.on(s3Step(remote), "s3.key", "s3.secret")
 	}
-	bg.Go(func() { reload.run(bgCtx) })
 
-	srv := server.New(server.Config{
-		MaxBodySize:     int64(cfg.HTTP.MaxBodySize),
-		RequestTimeout:  cfg.HTTP.RequestTimeout,
-		ReadTimeout:     cfg.HTTP.ReadTimeout,
-		WriteTimeout:    cfg.HTTP.WriteTimeout,
-		IdleTimeout:     cfg.HTTP.IdleTimeout,
-		ShutdownTimeout: cfg.HTTP.ShutdownTimeout,
-		Version:         version,
-		NodeID:          cfg.Node.ID,
-		Pprof:           cfg.HTTP.Pprof,
-		Internal:        node.InternalHandler(),
-		Backups:         &backupService{sched: sched, local: local, remote: remoteStore},
-		Health:          health.checks,
-		Collectors:      append(backupCollectors(sched), nodeCollectors(node, restored)...),
-		Authenticate: func(r *http.Request, body []byte) error {
-			return cluster.VerifyRequest(r, []byte(cfg.Cluster.Secret.Value()), body, time.Now())
-		},
-	}, gatedNode{Node: node, gate: gate}, logger)
+	c := baseServerConfig(cfg, ops)
+	c.Internal = node.InternalHandler()
+	c.Backups = &backupService{sched: sched, local: local, remote: remoteStore}
+	c.Health = health.checks
+	c.Collectors = append(backupCollectors(sched), nodeCollectors(node, restored)...)
+	c.Authenticate = func(r *http.Request, body []byte) error {
+		return cluster.VerifyRequest(r, []byte(cfg.Cluster.Secret.Value()), body, time.Now())
+	}
+	srv := server.New(c, gatedNode{Node: node, gate: gate}, logger)
 	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 		defer cancel()
@@ -217,17 +211,9 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 	}
 	logger.Info("cairn node started", "version", version, "http", srv.URL(), "raft", cfg.Node.RaftAdvertise, "data_dir", cfg.Node.DataDir, "members", len(members))
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ctx) }()
-
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case err := <-serveErr:
-		if err != nil {
-			logger.Error("http server stopped", "error", err)
-		}
-	}
+	reload.on(authStep(srv), "auth.users", "auth.metrics")
+	bg.Go(func() { reload.run(bgCtx) })
+	awaitStop(ctx, srv, logger)
 
 	stopBg()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
@@ -247,6 +233,36 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 	}
 	logger.Info("stopped", "duration", time.Since(start))
 	return errors.Join(errs...)
+}
+
+// baseServerConfig is the HTTP server configuration both modes share.
+func baseServerConfig(cfg *config.Config, ops serverOps) server.Config {
+	return ops.apply(server.Config{
+		MaxBodySize:     int64(cfg.HTTP.MaxBodySize),
+		RequestTimeout:  cfg.HTTP.RequestTimeout,
+		ReadTimeout:     cfg.HTTP.ReadTimeout,
+		WriteTimeout:    cfg.HTTP.WriteTimeout,
+		IdleTimeout:     cfg.HTTP.IdleTimeout,
+		ShutdownTimeout: cfg.HTTP.ShutdownTimeout,
+		Version:         version,
+		NodeID:          cfg.Node.ID,
+		Pprof:           cfg.HTTP.Pprof,
+	})
+}
+
+// awaitStop serves HTTP until ctx is done (SIGINT/SIGTERM) or the server
+// fails.
+func awaitStop(ctx context.Context, srv *server.Server, logger *slog.Logger) {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx) }()
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-serveErr:
+		if err != nil {
+			logger.Error("http server stopped", "error", err)
+		}
+	}
 }
 
 // lockDataDir creates dir (mode 0700) and takes an exclusive lock on it, so

@@ -54,7 +54,7 @@ func (p gatedPostgres) Ready(ctx context.Context) error {
 // servePostgres runs a node in Postgres mode until ctx is cancelled: the
 // HTTP API on a PostgreSQL pool, no Raft, no backups. PostgreSQL need not
 // be up at start: /readyz says so until it is.
-func servePostgres(ctx context.Context, cfg *config.Config, reload *reloader, logs *logOutput, logger *slog.Logger) error {
+func servePostgres(ctx context.Context, cfg *config.Config, ops serverOps, reload *reloader, logs *logOutput, logger *slog.Logger) error {
 	pg, err := newPostgres(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -73,20 +73,13 @@ func servePostgres(ctx context.Context, cfg *config.Config, reload *reloader, lo
 	reload.on(func(ctx context.Context, next *config.Config) error {
 		return pg.Reconfigure(ctx, postgresConfig(next, logger))
 	}, "db.max_connections", "db.min_connections", "db.connect_timeout", "db.statement_timeout")
-	bg.Go(func() { reload.run(bgCtx) })
 
-	srv := server.New(server.Config{
-		MaxBodySize:     int64(cfg.HTTP.MaxBodySize),
-		RequestTimeout:  cfg.HTTP.RequestTimeout,
-		ReadTimeout:     cfg.HTTP.ReadTimeout,
-		WriteTimeout:    cfg.HTTP.WriteTimeout,
-		IdleTimeout:     cfg.HTTP.IdleTimeout,
-		ShutdownTimeout: cfg.HTTP.ShutdownTimeout,
-		Version:         version,
-		NodeID:          cfg.Node.ID,
-		Pprof:           cfg.HTTP.Pprof,
-		BackupsDisabled: postgresNoBackups,
-	}, gatedPostgres{Backend: pg, gate: gate}, logger)
+	c := baseServerConfig(cfg, ops)
+	c.BackupsDisabled = postgresNoBackups
+	c.PoolStats = pg.Stats
+	srv := server.New(c, gatedPostgres{Backend: pg, gate: gate}, logger)
+	reload.on(authStep(srv), "auth.users", "auth.metrics")
+	bg.Go(func() { reload.run(bgCtx) })
 	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
 		return fmt.Errorf("listen for http on %s: %w", cfg.Node.HTTPAddr, err)
 	}
@@ -96,16 +89,7 @@ func servePostgres(ctx context.Context, cfg *config.Config, reload *reloader, lo
 		logger.Warn("PostgreSQL is not reachable yet; serving and reporting not ready until it is", "error", err)
 	}
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ctx) }()
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case err := <-serveErr:
-		if err != nil {
-			logger.Error("http server stopped", "error", err)
-		}
-	}
+	awaitStop(ctx, srv, logger)
 	stopBg()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
