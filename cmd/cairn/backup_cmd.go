@@ -452,6 +452,7 @@ func (o *backupOptions) request(ctx context.Context, method, path string) (*http
 	if err != nil {
 		return nil, err
 	}
+	authorize(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w (is it running? without a node, use --config)", o.addr, err)

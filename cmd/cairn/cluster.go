@@ -72,6 +72,7 @@ func getStatus(ctx context.Context, addr string) (cluster.Status, error) {
 	if err != nil {
 		return cluster.Status{}, err
 	}
+	authorize(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return cluster.Status{}, fmt.Errorf("get %s/status: %w", addr, err)

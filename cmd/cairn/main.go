@@ -53,6 +53,12 @@ func newRootCommand(stdout, stderr io.Writer, env []string) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.PersistentFlags().StringVarP(&apiUser, "user", "u", "", "NAME:PASSWORD for a node whose API has users (auth.users); also "+envUser)
+	root.PersistentPreRun = func(*cobra.Command, []string) {
+		if apiUser == "" {
+			apiUser = lookupEnv(env, envUser)
+		}
+	}
 	root.AddCommand(newServeCommand(env), newClusterCommand(env), newBackupCommand(env), newRestoreCommand(env), newMigrateCommand(env), newVersionCommand())
 	return root
 }

@@ -247,6 +247,7 @@ func (e *httpExecer) post(ctx context.Context, path string, body any) ([]dbResul
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	authorize(req)
 	client := e.client
 	if client == nil {
 		client = http.DefaultClient

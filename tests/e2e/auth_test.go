@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +114,19 @@ func TestAuth_BasicAuth(t *testing.T) {
 				t.Errorf("body %q lacks %q", body, tc.inBody)
 			}
 		})
+	}
+
+	// The commands send credentials with --user or CAIRN_USER.
+	if out, err := exec.Command(binary, "cluster", "status", "--addr", n.http).CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
+		t.Errorf("cairn cluster status without credentials: %v: %s", err, out)
+	}
+	if out, err := exec.Command(binary, "cluster", "status", "--addr", n.http, "--user", ops).CombinedOutput(); err != nil {
+		t.Errorf("cairn cluster status --user: %v: %s", err, out)
+	}
+	list := exec.Command(binary, "backup", "list", "--addr", n.http)
+	list.Env = append(baseEnv(), "CAIRN_USER="+ops)
+	if out, err := list.CombinedOutput(); err != nil {
+		t.Errorf("cairn backup list with CAIRN_USER: %v: %s", err, out)
 	}
 
 	// A failed login is logged with the user and the remote address, and

@@ -10,8 +10,9 @@ import (
 
 // IgnoredEnv lists CAIRN_* environment variables that are not configuration
 // keys but are used by the program for something else; Load neither applies
-// nor rejects them. CAIRN_CONFIG is the path of the configuration file.
-var IgnoredEnv = []string{"CAIRN_CONFIG"}
+// nor rejects them. CAIRN_CONFIG is the path of the configuration file;
+// CAIRN_USER holds the credentials the commands send to a node.
+var IgnoredEnv = []string{"CAIRN_CONFIG", "CAIRN_USER"}
 
 // Config is the effective configuration of a node: defaults, then the TOML
 // file, then CAIRN_* environment variables. Build it with Load.
