@@ -191,6 +191,10 @@ func (n *Node) forward(ctx context.Context, leader raft.ServerID, fr *command.Fo
 		return nil, fmt.Errorf("forward to leader %s: %w", leader, err)
 	}
 	hreq.Header.Set("Content-Type", protobufContentType)
+	if id := RequestID(ctx); id != "" {
+		// The leader logs the forwarded request under the client's id.
+		hreq.Header.Set(RequestIDHeader, id)
+	}
 	SignRequest(hreq, n.cfg.Secret, body)
 
 	resp, err := n.client.Do(hreq)
@@ -479,3 +483,20 @@ func (e *remoteError) Error() string { return e.msg }
 
 // Unwrap returns the sentinel the error's code stands for, or nil.
 func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// RequestIDHeader carries a request's id between clients and nodes.
+const RequestIDHeader = "X-Request-Id"
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying the id of the client request it
+// serves; a request forwarded to the leader takes the id along.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID is the id WithRequestID put in ctx, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}

@@ -410,7 +410,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Cairn-Version", s.cfg.Version)
 	}
 	rec := &responseRecorder{ResponseWriter: w}
-	r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+	r = r.WithContext(cluster.WithRequestID(context.WithValue(r.Context(), requestInfoKey{}, info), info.id))
 
 	defer func() {
 		if p := recover(); p != nil {

@@ -58,7 +58,26 @@ func TestOps_SIGTERMLeaderUnderLoad(t *testing.T) {
 // (/healthz 503 naming the lost quorum); with a second node back, all
 // three probes pass again.
 func TestOps_ProbesWhenQuorumIsLost(t *testing.T) {
-	c := newCluster(t, 3)
+	c := newCluster(t, 3, withEnv("CAIRN_HTTP_ACCESS_LOG=true"))
+
+	// On the way: a write through a follower is logged on the leader under
+	// the client's request id.
+	leader := c.leader(30 * time.Second)
+	follower := c.followers()[0]
+	req, _ := http.NewRequest("POST", follower.url("/db/execute"), strings.NewReader(`["CREATE TABLE rid (v INTEGER)"]`))
+	req.Header.Set("X-Request-Id", "e2e-forwarded-42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") != "e2e-forwarded-42" {
+		t.Fatalf("write through a follower: HTTP %d, X-Request-Id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+	waitFor(t, 10*time.Second, "the forwarded request in the leader's log", func() bool {
+		return strings.Contains(leader.logText(), "request_id=e2e-forwarded-42")
+	})
+
 	for _, n := range c.nodes {
 		for _, p := range []string{"/livez", "/readyz", "/healthz"} {
 			if code, _, raw := n.do("GET", p, ""); code != 200 {
