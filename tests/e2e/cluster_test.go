@@ -162,6 +162,12 @@ func TestCluster_WipedNodeCatchesUpBySnapshot(t *testing.T) {
 	if st.Snapshot == 0 {
 		t.Errorf("the wiped node caught up without a snapshot install: %+v", st)
 	}
+	if got := scrapeMetrics(t, victim, "").sum("cairn_raft_snapshots_installed_total"); got < 1 {
+		t.Errorf("cairn_raft_snapshots_installed_total on the wiped node = %v, want ≥ 1", got)
+	}
+	if got := scrapeMetrics(t, leader, "").sum("cairn_raft_snapshots_total"); got < 1 {
+		t.Errorf("cairn_raft_snapshots_total on the leader = %v, want ≥ 1", got)
+	}
 }
 
 // TestCluster_SIGTERMHandsOverLeadership stops the leader with SIGTERM: it

@@ -48,16 +48,28 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
+// handedOut holds every address freeAddr has returned in this process:
+// the kernel may offer a port again as soon as it is closed, and two nodes
+// of one cluster must never be given the same one.
+var handedOut sync.Map
+
 // freeAddr returns a loopback address with a port that was free a moment
-// ago.
+// ago and that no other caller in this process was given.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no fresh loopback port after 100 tries")
+	return ""
 }
 
 // node is one cairn process.

@@ -40,6 +40,10 @@ func TestRestore_ClusterDrill(t *testing.T) {
 	leader.execute(acksTable)
 	insertRange(leader, 1, 51)
 	b := leader.createBackup()
+	waitFor(t, 20*time.Second, "the backup's upload in the leader's metrics", func() bool {
+		m := scrapeMetrics(t, leader, "")
+		return m.sum("cairn_backup_uploads_total") >= 1 && m.sum("cairn_backup_last_upload_duration_seconds") > 0
+	})
 	insertRange(leader, 51, 61) // after the backup: must not come back
 	var want []int64
 	for i := 1; i <= 50; i++ {
@@ -61,6 +65,11 @@ func TestRestore_ClusterDrill(t *testing.T) {
 	}
 	c.leader(30 * time.Second)
 	c.waitConverged(want, 20*time.Second)
+	for _, n := range c.nodes {
+		if got := scrapeMetrics(t, n, "").sum("cairn_restore_runs_total"); got != 1 {
+			t.Errorf("cairn_restore_runs_total on %s = %v, want 1", n.http, got)
+		}
+	}
 	wantRows := rowsOn(t, c.nodes[0])
 	for _, n := range c.nodes {
 		if got := rowsOn(t, n); got != wantRows || strings.Contains(got, "51") {
