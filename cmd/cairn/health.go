@@ -51,6 +51,13 @@ func (h *nodeHealth) checks(ctx context.Context) []server.HealthCheck {
 	return append(out, diskCheck(h.dataDir))
 }
 
+// backupDetail is the backup check's detail: the scheduler's status and
+// the age of the last good backup (absent when there is none).
+type backupDetail struct {
+	backup.Status
+	LastSuccessAgeSeconds *float64 `json:"last_success_age_seconds,omitempty"`
+}
+
 // setFailureCritical sets backup.failure_critical_after.
 func (h *nodeHealth) setFailureCritical(d time.Duration) { h.failureCritical.Store(int64(d)) }
 
@@ -64,7 +71,12 @@ func (h *nodeHealth) clock() func() time.Time {
 
 func (h *nodeHealth) backupCheck() server.HealthCheck {
 	st := h.sched.Status()
-	c := server.HealthCheck{Name: "backup", Status: server.HealthOK, Detail: st}
+	detail := backupDetail{Status: st}
+	if !st.LastSuccessTime.IsZero() {
+		age := h.clock()().Sub(st.LastSuccessTime).Seconds()
+		detail.LastSuccessAgeSeconds = &age
+	}
+	c := server.HealthCheck{Name: "backup", Status: server.HealthOK, Detail: detail}
 	switch {
 	case st.LastError != "":
 		c.Status, c.Error = server.HealthFailing, "last backup failed: "+st.LastError

@@ -51,4 +51,7 @@ func TestBackupCheck_CriticalAfterLimit(t *testing.T) {
 	if c := h.backupCheck(); c.Critical {
 		t.Fatalf("with no limit: %+v", c)
 	}
+	if d := h.backupCheck().Detail.(backupDetail); d.LastSuccessAgeSeconds != nil {
+		t.Fatalf("an age without any good backup: %v", *d.LastSuccessAgeSeconds)
+	}
 }

@@ -342,6 +342,9 @@ func TestBackup_WrongS3Credentials(t *testing.T) {
 	if !strings.Contains(health, `"name":"s3","status":"failing"`) || strings.Contains(health, wrong) {
 		t.Errorf("/healthz: %s", health)
 	}
+	if !strings.Contains(health, `"last_success_age_seconds":`) {
+		t.Errorf("/healthz does not give the age of the last backup: %s", health)
+	}
 	log, _ := os.ReadFile(n.logPath)
 	if strings.Contains(string(log), wrong) || strings.Contains(string(log), s.Secret) {
 		t.Error("an S3 secret is in the log")
