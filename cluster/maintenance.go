@@ -95,7 +95,6 @@ func (n *Node) SetMaintenance(ctx context.Context, enabled bool, reason string) 
 	if err != nil {
 		return Maintenance{}, fmt.Errorf("set maintenance mode: %w", err)
 	}
-	n.logger.Warn("maintenance mode changed", "enabled", enabled, "reason", reason)
 	return m, nil
 }
 

@@ -79,7 +79,6 @@ func (b *Backend) SetMaintenance(ctx context.Context, enabled bool, reason strin
 		b.noteFailure(err)
 		return cluster.Maintenance{}, fmt.Errorf("set maintenance mode: %w", err)
 	}
-	b.logger.Warn("maintenance mode changed", "enabled", enabled, "reason", reason)
 	return m, nil
 }
 
