@@ -29,8 +29,9 @@ var allowed = map[string][]string{
 	"cmd/cairn/config":     {"backup", "backup/format", "restore"},
 	"internal/layout":      {},
 	"internal/backuptest":  {"backup"},
-	"internal/s3test":      {},
-	"internal/pgtest":      {},
+	"internal/s3test":      {"internal/testproc"},
+	"internal/pgtest":      {"internal/testproc"},
+	"internal/testproc":    {},
 	// sqlitecomplete is sqlite3_complete's state machine, shared by the
 	// statement analysis and the migration splitter.
 	"internal/sqlitecomplete": {},

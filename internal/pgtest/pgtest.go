@@ -1,7 +1,6 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cairndb/cairn/internal/testproc"
 )
 
 // EnvBin names the variable that points at the directory of the PostgreSQL
@@ -88,7 +89,7 @@ func Launch() (*Server, error) {
 	}
 	// A free port may be taken between choosing and binding it: try a few.
 	for attempt := 1; ; attempt++ {
-		addr, err := freeAddr()
+		addr, err := testproc.FreeAddr()
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -292,7 +293,7 @@ func (s *Server) admin(sql string) error {
 // newest /usr/lib/postgresql/*/bin, then the directory of initdb on PATH.
 func BinDir() (string, error) {
 	if d := os.Getenv(EnvBin); d != "" {
-		if isExecutable(filepath.Join(d, "postgres")) {
+		if testproc.IsExecutable(filepath.Join(d, "postgres")) {
 			return d, nil
 		}
 		return "", fmt.Errorf("postgres not found: $%s=%s holds no postgres binary", EnvBin, d)
@@ -300,7 +301,7 @@ func BinDir() (string, error) {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
 	for _, d := range dirs {
-		if isExecutable(filepath.Join(d, "postgres")) && isExecutable(filepath.Join(d, "initdb")) {
+		if testproc.IsExecutable(filepath.Join(d, "postgres")) && testproc.IsExecutable(filepath.Join(d, "initdb")) {
 			return d, nil
 		}
 	}
@@ -343,34 +344,5 @@ func (s *Server) chown(paths ...string) error {
 	return nil
 }
 
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-// freeAddr returns a loopback address with a port nothing listens on
-// right now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		return "", err
-	}
-	return addr, nil
-}
-
-// logTail is the end of the server's log, for failure messages.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.logPath())
-	if err != nil {
-		return ""
-	}
-	const max = 4000
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return "postgres log:\n" + string(bytes.TrimSpace(b))
-}
+// logTail is the end of the server's output, for failure messages.
+func (s *Server) logTail() string { return testproc.LogTail(s.logPath(), "postgres log") }

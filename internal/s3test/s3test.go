@@ -1,13 +1,11 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/cairndb/cairn/internal/testproc"
 )
 
 // EnvBinary names the variable that points at a versitygw binary.
@@ -119,7 +119,7 @@ func Launch(dir string) (*Server, error) {
 }
 
 func (s *Server) start(bin string) error {
-	addr, err := freeAddr()
+	addr, err := testproc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -217,14 +217,14 @@ func (s *Server) Stop() {
 // .cache/bin/versitygw under the module root, then PATH.
 func Binary() (string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
-		if isExecutable(p) {
+		if testproc.IsExecutable(p) {
 			return p, nil
 		}
 		return "", fmt.Errorf("versitygw not found: $%s=%s is not an executable file", EnvBinary, p)
 	}
 	if root, err := moduleRoot(); err == nil {
 		p := filepath.Join(root, ".cache", "bin", "versitygw")
-		if isExecutable(p) {
+		if testproc.IsExecutable(p) {
 			return p, nil
 		}
 	}
@@ -253,37 +253,8 @@ func moduleRoot() (string, error) {
 	}
 }
 
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-// freeAddr returns a loopback address with a port nothing listens on
-// right now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		return "", err
-	}
-	return addr, nil
-}
-
 // logTail is the end of the server's output, for failure messages.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.Log)
-	if err != nil {
-		return ""
-	}
-	const max = 4000
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return "versitygw output:\n" + string(bytes.TrimSpace(b))
-}
+func (s *Server) logTail() string { return testproc.LogTail(s.Log, "versitygw output") }
 
 func randomHex(n int) (string, error) {
 	b := make([]byte, n)
