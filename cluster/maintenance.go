@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cairndb/cairn/statemachine/command"
@@ -38,19 +39,22 @@ const MaintenanceKey = "maintenance"
 // so the TTL only matters for a state another leader set.
 const maintenanceTTL = 250 * time.Millisecond
 
-// maintenanceCache is what Node.Maintenance read, and when.
+// maintenanceCache is what Node.Maintenance read, when, and in which
+// generation: forgetMaintenance starts a new one, so a read that began
+// before a change can never be taken for the state after it.
 type maintenanceCache struct {
 	state Maintenance
 	at    time.Time
+	gen   uint64
 }
 
 // Maintenance returns the cluster's maintenance state as this node's copy
 // of the database holds it.
 func (n *Node) Maintenance(ctx context.Context) (Maintenance, error) {
-	if c := n.maint.Load(); c != nil && time.Since(c.at) < maintenanceTTL {
+	gen := n.maintGen.Load()
+	if c := n.maint.Load(); c != nil && c.gen == gen && time.Since(c.at) < maintenanceTTL {
 		return c.state, nil
 	}
-	old := n.maint.Load()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	p, _ := command.NewParam("", MaintenanceKey)
@@ -61,14 +65,20 @@ func (n *Node) Maintenance(ctx context.Context) (Maintenance, error) {
 		return Maintenance{}, fmt.Errorf("read maintenance state: %w", err)
 	}
 	var m Maintenance
-	// No table yet means maintenance was never turned on.
-	if len(res) == 1 && res[0].Error == "" && len(res[0].Values) == 1 {
+	switch {
+	case len(res) != 1:
+		return Maintenance{}, fmt.Errorf("read maintenance state: %d results for 1 statement", len(res))
+	case strings.Contains(res[0].Error, "no such table"):
+		// Maintenance mode was never turned on.
+	case res[0].Error != "":
+		return Maintenance{}, fmt.Errorf("read maintenance state: %s", res[0].Error)
+	case len(res[0].Values) == 1:
 		s, _ := res[0].Values[0][0].(string)
 		if err := json.Unmarshal([]byte(s), &m); err != nil {
 			return Maintenance{}, fmt.Errorf("read maintenance state: %q: %w", s, err)
 		}
 	}
-	n.maint.CompareAndSwap(old, &maintenanceCache{state: m, at: time.Now()})
+	n.maint.Store(&maintenanceCache{state: m, at: time.Now(), gen: gen})
 	return m, nil
 }
 
@@ -99,10 +109,20 @@ func (n *Node) SetMaintenance(ctx context.Context, enabled bool, reason string) 
 }
 
 // forgetMaintenance drops the cached state, so the next check reads it.
-func (n *Node) forgetMaintenance() { n.maint.Store(nil) }
+func (n *Node) forgetMaintenance() { n.maintGen.Add(1) }
 
-// checkMaintenance refuses a write while maintenance mode is on.
+// checkMaintenance refuses a write while maintenance mode is on. It runs
+// on the leader; a node that has just become leader first waits, once,
+// until it has applied every entry committed before its term, so that it
+// cannot miss a change made under the previous leader.
 func (n *Node) checkMaintenance(ctx context.Context) error {
+	if !n.leaderSynced.Load() {
+		if err := waitFuture(ctx, n.raft.Barrier(n.applyTimeout(ctx))); err != nil {
+			return n.raftError("catch up before the first write of this term", err, false)
+		}
+		n.leaderSynced.Store(true)
+		n.forgetMaintenance()
+	}
 	m, err := n.Maintenance(ctx)
 	if err != nil {
 		return err

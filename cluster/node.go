@@ -103,8 +103,12 @@ type Node struct {
 	// addrs is httpAddrs' cache of member HTTP addresses; nil until the
 	// first read.
 	addrs atomic.Pointer[memberAddrs]
-	// maint caches the maintenance state; nil until read.
-	maint atomic.Pointer[maintenanceCache]
+	// maint caches the maintenance state (nil until read), valid while
+	// maintGen has not moved on; leaderSynced says whether this node, as
+	// leader, has applied everything committed before its term.
+	maint        atomic.Pointer[maintenanceCache]
+	maintGen     atomic.Uint64
+	leaderSynced atomic.Bool
 }
 
 var _ Backend = (*Node)(nil)
@@ -298,7 +302,9 @@ func (n *Node) observe(ctx context.Context) {
 			return
 		case o := <-n.observeCh:
 			if lo, ok := o.Data.(raft.LeaderObservation); ok {
-				// A new leader reads the maintenance state afresh.
+				// A new leader catches up and reads the maintenance state
+				// afresh before its first write.
+				n.leaderSynced.Store(false)
 				n.forgetMaintenance()
 				if lo.LeaderID == "" {
 					n.logger.Warn("no leader")

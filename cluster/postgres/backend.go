@@ -65,8 +65,10 @@ type Backend struct {
 	logger     *slog.Logger
 	// waiting counts the calls waiting for a connection now.
 	waiting atomic.Int64
-	// maint caches the maintenance state; nil until read.
-	maint atomic.Pointer[maintenanceCache]
+	// maint caches the maintenance state (nil until read), valid while
+	// maintGen has not moved on.
+	maint    atomic.Pointer[maintenanceCache]
+	maintGen atomic.Uint64
 }
 
 var _ cluster.Backend = (*Backend)(nil)
@@ -236,7 +238,7 @@ func (b *Backend) run(ctx context.Context, req *command.Request, readOnly bool) 
 			opts = pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}
 		}
 		if ptx, err = conn.BeginTx(ctx, opts); err != nil {
-			b.noteFailure(err)
+			b.noteFailure(err, conn.Conn())
 			return nil, b.connError("begin", err, false)
 		}
 		defer ptx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
@@ -258,20 +260,22 @@ func (b *Backend) run(ctx context.Context, req *command.Request, readOnly bool) 
 			res, err = runStatement(ctx, q, st)
 		}
 		if err != nil {
-			var pgErr *pgconn.PgError
-			if connFailure(err) {
+			if ctx.Err() != nil || connFailure(err, conn.Conn()) {
 				mayHaveWritten := !readOnly && (committed || (ptx == nil && !notExecuted(err)))
-				b.noteFailure(err)
+				b.noteFailure(err, conn.Conn())
 				if ctx.Err() != nil {
 					err = ctx.Err()
 				}
 				return nil, b.connError(fmt.Sprintf("statement %d", i+1), err, mayHaveWritten)
 			}
-			errors.As(err, &pgErr)
-			if readOnly && pgErr.Code == sqlStateReadOnly {
+			// The statement's own error: SQL (with its SQLSTATE, a
+			// statement_timeout included) or a parameter pgx could not
+			// encode.
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && readOnly && pgErr.Code == sqlStateReadOnly {
 				return nil, fmt.Errorf("%w: statement %d: %s", cluster.ErrNotReadOnly, i+1, pgErr.Message)
 			}
-			res.Error = pgErr.Error()
+			res.Error = err.Error()
 		}
 		if ptx == nil && !readOnly {
 			committed = true
@@ -286,30 +290,36 @@ func (b *Backend) run(ctx context.Context, req *command.Request, readOnly bool) 
 	if ptx != nil {
 		if err := ptx.Commit(ctx); err != nil {
 			var pgErr *pgconn.PgError
-			if !connFailure(err) && errors.As(err, &pgErr) && len(results) > 0 {
+			if ctx.Err() == nil && !connFailure(err, conn.Conn()) && errors.As(err, &pgErr) && len(results) > 0 {
 				// A COMMIT that fails (a deferred constraint) is the
 				// request's SQL error, reported on the last statement.
 				results[len(results)-1].Error = pgErr.Error()
 				return results, nil
 			}
-			b.noteFailure(err)
+			b.noteFailure(err, conn.Conn())
 			return nil, b.connError("commit", err, !readOnly)
 		}
 	}
 	return results, nil
 }
 
-// connFailure reports whether err is a failure of the connection or the
-// server rather than an SQL error of the statement: anything that is not
-// a PostgreSQL error, and PostgreSQL's connection-exception (08) and
-// operator-intervention (57) classes, or a FATAL error.
-func connFailure(err error) bool {
+// connFailure reports whether err, met on conn, is a failure of the
+// connection or the server rather than the statement's own error: the
+// connection is closed, or PostgreSQL answered with a connection exception
+// (class 08), an administrator or crash shutdown (57P01–57P03), or a FATAL
+// or PANIC error. A statement timeout or cancellation (57014) and a
+// parameter pgx could not encode are the statement's errors.
+func connFailure(err error, conn *pgx.Conn) bool {
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return true
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03",
+			pgErr.Severity == "FATAL", pgErr.Severity == "PANIC":
+			return true
+		}
+		return false
 	}
-	return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57") ||
-		pgErr.Severity == "FATAL" || pgErr.Severity == "PANIC"
+	return conn == nil || conn.IsClosed()
 }
 
 // notExecuted reports whether a failed statement certainly did not run:
@@ -334,8 +344,8 @@ func notExecuted(err error) bool {
 // when PostgreSQL restarts or the database is dropped, all of them are
 // dead, and each would fail one more request before the health check
 // found it. Connections lent out are closed when they come back.
-func (b *Backend) noteFailure(err error) {
-	if err == nil || !connFailure(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+func (b *Backend) noteFailure(err error, conn *pgx.Conn) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || !connFailure(err, conn) {
 		return
 	}
 	b.logger.Warn("PostgreSQL connection failed; resetting the pool", "database", b.database, "error", err)
@@ -425,14 +435,12 @@ func runInSavepoint(ctx context.Context, tx pgx.Tx, st *command.Statement) (comm
 		return command.Result{}, err
 	}
 	res, err := runStatement(ctx, sp, st)
-	var pgErr *pgconn.PgError
-	if err != nil && errors.As(err, &pgErr) {
-		if rbErr := sp.Rollback(ctx); rbErr != nil {
-			return res, rbErr
-		}
-		return res, err
-	}
 	if err != nil {
+		if !connFailure(err, tx.Conn()) {
+			if rbErr := sp.Rollback(ctx); rbErr != nil {
+				return res, rbErr
+			}
+		}
 		return res, err
 	}
 	return res, sp.Commit(ctx)
@@ -475,7 +483,7 @@ func (b *Backend) Ready(ctx context.Context) error {
 	}
 	defer conn.Release()
 	if err := conn.Ping(ctx); err != nil {
-		b.noteFailure(err)
+		b.noteFailure(err, conn.Conn())
 		return fmt.Errorf("%w: ping PostgreSQL at %s: %v", cluster.ErrUnavailable, b.database, err)
 	}
 	return nil

@@ -450,3 +450,29 @@ func TestBackend_Reconfigure(t *testing.T) {
 		t.Fatalf("another database: %v", err)
 	}
 }
+
+// TestBackend_StatementErrorsAreNotConnectionErrors: a statement timeout
+// and a parameter PostgreSQL's type cannot hold are the statement's
+// errors; the connection and the pool stay as they were.
+func TestBackend_StatementErrorsAreNotConnectionErrors(t *testing.T) {
+	pg := pgtest.Start(t)
+	b := open(t, pg.NewDB(t), func(c *Config) { c.StatementTimeout = 200 * time.Millisecond })
+	mustExec(t, b, req(false, "CREATE TABLE t (v int4)"))
+	ctx := context.Background()
+
+	res, err := b.Execute(ctx, req(false, "SELECT pg_sleep(2)", "INSERT INTO t VALUES (1)"))
+	if err != nil || len(res) != 2 || !strings.Contains(res[0].Error, "SQLSTATE 57014") || res[1].Error != "" {
+		t.Fatalf("statement timeout: %v %+v", err, res)
+	}
+	res, err = b.Execute(ctx, req(false, []any{"INSERT INTO t VALUES ($1)", int64(1) << 40}, "INSERT INTO t VALUES (2)"))
+	if err != nil || len(res) != 2 || res[0].Error == "" || res[1].Error != "" {
+		t.Fatalf("a parameter out of range: %v %+v", err, res)
+	}
+	q, err := b.Query(ctx, req(false, "SELECT pg_sleep(2)", "SELECT count(*) FROM t"), cluster.QueryOptions{})
+	if err != nil || !strings.Contains(q[0].Error, "57014") || asJSON(t, q[1].Values) != `[[2]]` {
+		t.Fatalf("timeout inside a read transaction: %v %+v", err, q)
+	}
+	if st := b.Stats(); st.Total == 0 {
+		t.Errorf("the pool was reset by statement errors: %+v", st)
+	}
+}

@@ -17,18 +17,21 @@ import (
 // one sees the change within the TTL.
 const maintenanceTTL = time.Second
 
-// maintenanceCache is what Maintenance read, and when.
+// maintenanceCache is what Maintenance read, when, and in which
+// generation: SetMaintenance starts a new one, so a read that began before
+// the change is never taken for the state after it.
 type maintenanceCache struct {
 	state cluster.Maintenance
 	at    time.Time
+	gen   uint64
 }
 
 // Maintenance returns the maintenance state stored in PostgreSQL, shared
 // by every Cairn node on the database.
 func (b *Backend) Maintenance(ctx context.Context) (cluster.Maintenance, error) {
-	old := b.maint.Load()
-	if old != nil && time.Since(old.at) < maintenanceTTL {
-		return old.state, nil
+	gen := b.maintGen.Load()
+	if c := b.maint.Load(); c != nil && c.gen == gen && time.Since(c.at) < maintenanceTTL {
+		return c.state, nil
 	}
 	conn, err := b.acquire(ctx)
 	if err != nil {
@@ -42,21 +45,21 @@ func (b *Backend) Maintenance(ctx context.Context) (cluster.Maintenance, error) 
 	case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
 		// Never turned on.
 	case err != nil:
-		b.noteFailure(err)
+		b.noteFailure(err, conn.Conn())
 		return cluster.Maintenance{}, fmt.Errorf("read maintenance state: %w", err)
 	default:
 		if err := json.Unmarshal([]byte(raw), &m); err != nil {
 			return cluster.Maintenance{}, fmt.Errorf("read maintenance state: %q: %w", raw, err)
 		}
 	}
-	b.maint.CompareAndSwap(old, &maintenanceCache{state: m, at: time.Now()})
+	b.maint.Store(&maintenanceCache{state: m, at: time.Now(), gen: gen})
 	return m, nil
 }
 
 // SetMaintenance turns maintenance mode on or off for every Cairn node on
 // the database.
 func (b *Backend) SetMaintenance(ctx context.Context, enabled bool, reason string) (cluster.Maintenance, error) {
-	defer b.maint.Store(nil)
+	defer b.maintGen.Add(1)
 	m := cluster.Maintenance{Enabled: enabled, Reason: reason, Since: time.Now().UTC().Truncate(time.Millisecond)}
 	raw, err := json.Marshal(m)
 	if err != nil {
@@ -76,7 +79,7 @@ func (b *Backend) SetMaintenance(ctx context.Context, enabled bool, reason strin
 		return err
 	})
 	if err != nil {
-		b.noteFailure(err)
+		b.noteFailure(err, conn.Conn())
 		return cluster.Maintenance{}, fmt.Errorf("set maintenance mode: %w", err)
 	}
 	return m, nil

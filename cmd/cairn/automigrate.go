@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,7 +102,7 @@ func (g *schemaGate) step(ctx context.Context) (current, refused bool) {
 			g.setProblem(fmt.Errorf("migrations: %w", err))
 			var ce *migrations.ChecksumError
 			var me *migrations.MigrationError
-			if errors.As(err, &ce) || errors.As(err, &me) {
+			if errors.As(err, &ce) || errors.As(err, &me) && !transient(me) {
 				// Retrying will not help; the operator must act.
 				g.logger.Error("migrations refused; this node stays unready until the files are fixed and it restarts", "error", err)
 				return false, true
@@ -145,6 +146,15 @@ func (g *schemaGate) setProblem(err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.problem = err
+}
+
+// transient reports whether a failed migration failed for a reason that
+// passes: PostgreSQL's transaction rollbacks (class 40: deadlock,
+// serialization failure) and a lock it could not get (55P03), caused by
+// other traffic. Another attempt may succeed.
+func transient(me *migrations.MigrationError) bool {
+	msg := me.Err.Error()
+	return strings.Contains(msg, "(SQLSTATE 40") || strings.Contains(msg, "(SQLSTATE 55P03)")
 }
 
 // ready is nil once the schema is current.

@@ -453,7 +453,7 @@ func (o *backupOptions) request(ctx context.Context, method, path string) (*http
 		return nil, err
 	}
 	authorize(req)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := nodeClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w (is it running? without a node, use --config)", o.addr, err)
 	}

@@ -73,7 +73,7 @@ func getStatus(ctx context.Context, addr string) (cluster.Status, error) {
 		return cluster.Status{}, err
 	}
 	authorize(req)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := nodeClient.Do(req)
 	if err != nil {
 		return cluster.Status{}, fmt.Errorf("get %s/status: %w", addr, err)
 	}

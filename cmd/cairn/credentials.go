@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 )
@@ -21,4 +22,18 @@ func authorize(req *http.Request) {
 	}
 	name, password, _ := strings.Cut(apiUser, ":")
 	req.SetBasicAuth(name, password)
+}
+
+// nodeClient is the HTTP client of the commands. A follower answers some
+// calls (backup create, maintenance) with a redirect to the leader; Go
+// drops the Authorization header when a redirect changes host, so the
+// client sends the credentials again to the leader the node named.
+var nodeClient = &http.Client{
+	CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		authorize(req)
+		return nil
+	},
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairndb/cairn/backup"
+	"github.com/cairndb/cairn/migrations"
 	"github.com/cairndb/cairn/server"
 )
 
@@ -53,5 +54,21 @@ func TestBackupCheck_CriticalAfterLimit(t *testing.T) {
 	}
 	if d := h.backupCheck().Detail.(backupDetail); d.LastSuccessAgeSeconds != nil {
 		t.Fatalf("an age without any good backup: %v", *d.LastSuccessAgeSeconds)
+	}
+}
+
+// TestTransientMigrationErrors: deadlocks, serialization failures and lock
+// timeouts are retried; other failures refuse the migration.
+func TestTransientMigrationErrors(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"ERROR: deadlock detected (SQLSTATE 40P01)":                            true,
+		"ERROR: could not serialize access (SQLSTATE 40001)":                   true,
+		"ERROR: could not obtain lock on relation \"t\" (SQLSTATE 55P03)":      true,
+		"ERROR: relation \"nowhere\" does not exist (SQLSTATE 42P01)":          false,
+		"ERROR: canceling statement due to statement timeout (SQLSTATE 57014)": false,
+	} {
+		if got := transient(&migrations.MigrationError{Err: errors.New(msg)}); got != want {
+			t.Errorf("transient(%q) = %v, want %v", msg, got, want)
+		}
 	}
 }

@@ -250,7 +250,7 @@ func (e *httpExecer) post(ctx context.Context, path string, body any) ([]dbResul
 	authorize(req)
 	client := e.client
 	if client == nil {
-		client = http.DefaultClient
+		client = nodeClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -45,11 +45,21 @@ type reloader struct {
 	// keys that need a restart are found; applied is the last one applied.
 	start, applied *config.Config
 	steps          []reloadStep
+	// hup receives SIGHUP from the moment the reloader is made, so that a
+	// SIGHUP during a restore or a shutdown waits (or is dropped) instead
+	// of killing the process.
+	hup chan os.Signal
 }
 
+// newReloader starts catching SIGHUP; close stops it.
 func newReloader(path string, env []string, cfg *config.Config, logger *slog.Logger) *reloader {
-	return &reloader{path: path, env: env, logger: logger, start: cfg, applied: cfg}
+	r := &reloader{path: path, env: env, logger: logger, start: cfg, applied: cfg, hup: make(chan os.Signal, 1)}
+	signal.Notify(r.hup, syscall.SIGHUP)
+	return r
 }
+
+// close stops catching SIGHUP.
+func (r *reloader) close() { signal.Stop(r.hup) }
 
 // on registers a step for keys.
 func (r *reloader) on(apply func(ctx context.Context, next *config.Config) error, keys ...string) {
@@ -58,14 +68,11 @@ func (r *reloader) on(apply func(ctx context.Context, next *config.Config) error
 
 // run reloads on every SIGHUP until ctx ends.
 func (r *reloader) run(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case <-r.hup:
 			if _, _, err := r.reload(ctx); err != nil {
 				r.logger.Error("reload failed; the running configuration is unchanged where it could not be applied", "error", err)
 			}
@@ -140,10 +147,13 @@ func backupStep(sched *backup.Scheduler, health *nodeHealth) func(context.Contex
 	}
 }
 
-// s3Step applies new S3 credentials.
-func s3Step(remote *swapStore) func(context.Context, *config.Config) error {
+// s3Step applies new S3 credentials. The rest of [s3] (bucket, prefix,
+// endpoint) stays as the process started: changing it needs a restart.
+func s3Step(remote *swapStore, start *config.Config) func(context.Context, *config.Config) error {
 	return func(_ context.Context, next *config.Config) error {
-		st, err := remoteStore(next)
+		merged := *start
+		merged.S3.Key, merged.S3.Secret = next.S3.Key, next.S3.Secret
+		st, err := remoteStore(&merged)
 		if err != nil {
 			return err
 		}

@@ -95,8 +95,10 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	reload := newReloader(path, env, cfg, logger)
+	defer reload.close()
 	if cfg.PostgresMode() {
-		return servePostgres(ctx, cfg, ops, newReloader(path, env, cfg, logger), logs, logger)
+		return servePostgres(ctx, cfg, ops, reload, logs, logger)
 	}
 	// Everything this process creates is for its own user only.
 	syscall.Umask(0o077)
@@ -187,11 +189,10 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 	bgCtx, stopBg := context.WithCancel(ctx)
 	defer func() { stopBg(); bg.Wait() }()
 	bg.Go(func() { gate.loop(bgCtx) })
-	reload := newReloader(path, env, cfg, logger)
 	reload.on(logStep(logs), "log.level", "log.format")
 	reload.on(backupStep(sched, health), "backup.cron", "backup.timezone", "backup.keep_days_local", "backup.keep_days", "backup.failure_critical_after")
 	if remote != nil {
-		reload.on(s3Step(remote), "s3.key", "s3.secret")
+		reload.on(s3Step(remote, cfg), "s3.key", "s3.secret")
 	}
 
 	c := baseServerConfig(cfg, ops)

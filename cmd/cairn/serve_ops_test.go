@@ -32,7 +32,7 @@ func loadAuth(t *testing.T, entries []string, env ...string) (*config.Config, er
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return config.Load(path, append([]string{"CAIRN_NODE_HOSTNAME=test"}, env...))
+	return config.Load(path, append([]string{"CAIRN_NODE_HOSTNAME=test", "CAIRN_CLUSTER_SECRET=serve-ops-test-secret-0123"}, env...))
 }
 
 // TestAuthUsers_ConfigAgreesWithServer: the configuration's check of

@@ -71,7 +71,9 @@ func servePostgres(ctx context.Context, cfg *config.Config, ops serverOps, reloa
 	bg.Go(func() { gate.loop(bgCtx) })
 	reload.on(logStep(logs), "log.level", "log.format")
 	reload.on(func(ctx context.Context, next *config.Config) error {
-		return pg.Reconfigure(ctx, postgresConfig(next, logger))
+		pc := postgresConfig(next, logger)
+		pc.URL = cfg.DB.URL // a new db.url needs a restart
+		return pg.Reconfigure(ctx, pc)
 	}, "db.max_connections", "db.min_connections", "db.connect_timeout", "db.statement_timeout")
 
 	c := baseServerConfig(cfg, ops)

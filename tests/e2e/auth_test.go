@@ -66,7 +66,7 @@ func TestAuth_BasicAuth(t *testing.T) {
 		"reader:" + string(hash) + ":read",
 		"ops:" + opsPW + ":status,backup",
 	}, "\n")
-	n := newNode(t, withEnv("CAIRN_AUTH_USERS="+users, "CAIRN_HTTP_ACCESS_LOG=true"))
+	n := newNode(t, withEnv("CAIRN_AUTH_USERS="+users, "CAIRN_HTTP_ACCESS_LOG=true", "CAIRN_CLUSTER_SECRET="+testSecret))
 	n.start() // waits on /readyz, which asks for no credentials
 
 	var (

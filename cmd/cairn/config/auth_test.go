@@ -39,14 +39,14 @@ func TestConfig_AuthUsers(t *testing.T) {
 		{"Bcrypt", "app:" + string(hash) + ":read,write", []string{"app:" + string(hash) + ":read,write"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := mustLoad(t, "", "CAIRN_AUTH_USERS="+tc.env)
+			c := mustLoad(t, "", "CAIRN_AUTH_USERS="+tc.env, "CAIRN_CLUSTER_SECRET="+testSecret)
 			if got := c.AuthUsers(); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("AuthUsers() = %q, want %q", got, tc.want)
 			}
 		})
 	}
 	// A TOML array keeps its entries as written.
-	c := mustLoad(t, "[auth]\nusers = [\"app:pw:read,write\", \"ops:pw2:all\"]\nmetrics = false\n")
+	c := mustLoad(t, "[auth]\nusers = [\"app:pw:read,write\", \"ops:pw2:all\"]\nmetrics = false\n", "CAIRN_CLUSTER_SECRET="+testSecret)
 	if got := c.AuthUsers(); !reflect.DeepEqual(got, []string{"app:pw:read,write", "ops:pw2:all"}) || c.Auth.Metrics {
 		t.Errorf("AuthUsers() = %q, metrics %t", got, c.Auth.Metrics)
 	}
@@ -88,10 +88,22 @@ func TestLoad_AuthUsersInvalid(t *testing.T) {
 
 func TestConfig_AuthUsersRedacted(t *testing.T) {
 	const pw = "hunter2-secret"
-	c := mustLoad(t, "", "CAIRN_AUTH_USERS=app:"+pw+":read")
+	c := mustLoad(t, "", "CAIRN_AUTH_USERS=app:"+pw+":read", "CAIRN_CLUSTER_SECRET="+testSecret)
 	for _, out := range []string{c.Redacted(), mustJSON(t, c), c.String()} {
 		if strings.Contains(out, pw) || !strings.Contains(out, "[redacted]") {
 			t.Errorf("auth.users not redacted:\n%s", out)
 		}
 	}
+}
+
+// TestConfig_AuthUsersNeedSecret: users without a cluster secret are
+// refused, since the node-to-node endpoints would bypass them.
+func TestConfig_AuthUsersNeedSecret(t *testing.T) {
+	_, err := load(t, "", "CAIRN_AUTH_USERS=app:pw:read")
+	ps := problems(t, err)
+	if len(ps) != 1 || ps[0].Key != "cluster.secret" || !strings.Contains(ps[0].Problem, "auth.users") {
+		t.Fatalf("problems = %+v", ps)
+	}
+	// Postgres mode has no node-to-node endpoints.
+	mustLoad(t, "", "CAIRN_AUTH_USERS=app:pw:read", "CAIRN_DB_URL=postgres://u:p@localhost/db")
 }

@@ -134,6 +134,11 @@ func (c *Config) check() []Problem {
 		switch n := len(c.Cluster.Secret); {
 		case n == 0 && multi:
 			v.add("cluster.secret", "required when cluster.nodes has %d members (set %s)", len(c.Cluster.Nodes), keys.byKey["cluster.secret"].env)
+		case n == 0 && len(c.AuthUsers()) > 0:
+			// The node-to-node endpoints (/internal/, /join, /remove) take
+			// no user credentials; without a secret they would let anyone
+			// past auth.users.
+			v.add("cluster.secret", "required when auth.users is set: the node-to-node endpoints authenticate with it instead of a user (set %s)", keys.byKey["cluster.secret"].env)
 		case n > 0 && n < minSecretLen:
 			v.add("cluster.secret", "too short: at least %d characters are required", minSecretLen)
 		}
