@@ -44,7 +44,10 @@ type reloader struct {
 	// start is the configuration the process started with, against which
 	// keys that need a restart are found; applied is the last one applied.
 	start, applied *config.Config
-	steps          []reloadStep
+	// retry are the keys whose step failed last time: they are applied
+	// again at the next SIGHUP even if the file did not change them.
+	retry []string
+	steps []reloadStep
 	// hup receives SIGHUP from the moment the reloader is made, so that a
 	// SIGHUP during a restore or a shutdown waits (or is dropped) instead
 	// of killing the process.
@@ -94,7 +97,8 @@ func (r *reloader) reload(ctx context.Context) (applied, restart []string, err e
 			restart = append(restart, k)
 		}
 	}
-	changed := config.Changed(r.applied, next)
+	changed := append(config.Changed(r.applied, next), r.retry...)
+	r.retry = nil
 	var errs []error
 	for _, st := range r.steps {
 		var mine []string
@@ -108,13 +112,12 @@ func (r *reloader) reload(ctx context.Context) (applied, restart []string, err e
 		}
 		if err := st.apply(ctx, next); err != nil {
 			errs = append(errs, fmt.Errorf("%v: %w", mine, err))
+			r.retry = append(r.retry, mine...)
 			continue
 		}
 		applied = append(applied, mine...)
 	}
-	if len(errs) == 0 {
-		r.applied = next
-	}
+	r.applied = next
 	if len(restart) > 0 {
 		r.logger.Warn("changed keys that need a restart were not applied", "keys", restart)
 	}
