@@ -131,6 +131,6 @@ type PoolStats struct {
 	Acquires         int64 `json:"acquires"`
 	EmptyAcquires    int64 `json:"empty_acquires"`
 	CanceledAcquires int64 `json:"canceled_acquires"`
-	// AcquireWait is the total time spent waiting for connections.
-	AcquireWait time.Duration `json:"acquire_wait_ns"`
+	// AcquireWaitSeconds is the total time spent waiting for connections.
+	AcquireWaitSeconds float64 `json:"acquire_wait_seconds"`
 }

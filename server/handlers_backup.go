@@ -101,7 +101,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request, pretty boo
 	info, err := s.cfg.Backups.Create(r.Context())
 	switch {
 	case errors.Is(err, backup.ErrNotLeader):
-		if s.redirectMembership(w, r) {
+		if s.sendToLeader(w, r) {
 			return
 		}
 		s.writeError(w, r, apiError{status: http.StatusServiceUnavailable, msg: err.Error() + " and no leader is known", retry: true}, pretty)

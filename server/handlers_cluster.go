@@ -85,15 +85,16 @@ func (s *Server) membershipCall(w http.ResponseWriter, r *http.Request, dst any)
 		s.writeError(w, r, apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("invalid %s body: %v", r.URL.Path, err)}, false)
 		return nil, false
 	}
-	if s.redirectMembership(w, r) {
+	if s.sendToLeader(w, r) {
 		return nil, false
 	}
 	return ms, true
 }
 
-// redirectMembership sends a follower's membership call to the leader with
-// 307, which keeps the method and body.
-func (s *Server) redirectMembership(w http.ResponseWriter, r *http.Request) bool {
+// sendToLeader sends a follower's call that only the leader can serve
+// (membership, backups on request, maintenance) to the leader with 307,
+// which keeps the method and body.
+func (s *Server) sendToLeader(w http.ResponseWriter, r *http.Request) bool {
 	target, follower := s.leaderURL(r)
 	if !follower || target == "" {
 		return false

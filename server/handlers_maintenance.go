@@ -70,7 +70,7 @@ func (s *Server) handleMaintenance(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, apiError{status: http.StatusBadRequest, msg: fmt.Sprintf(`invalid %s body: "enabled" is required`, MaintenancePath)}, pretty)
 		return
 	}
-	if s.redirectMembership(w, r) {
+	if s.sendToLeader(w, r) {
 		return
 	}
 	m, err := mt.SetMaintenance(ctx, *req.Enabled, req.Reason)

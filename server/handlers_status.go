@@ -112,34 +112,9 @@ type cairnStatus struct {
 	// Maintenance is the cluster's maintenance state.
 	Maintenance cluster.Maintenance `json:"maintenance"`
 	// Database and Pool describe PostgreSQL in Postgres mode.
-	Database      string      `json:"database,omitempty"`
-	Pool          *poolStatus `json:"pool,omitempty"`
-	UptimeSeconds float64     `json:"uptime_seconds"`
-}
-
-// poolStatus is cluster.PoolStats with the wait time in seconds.
-type poolStatus struct {
-	Max                int32   `json:"max"`
-	Total              int32   `json:"total"`
-	Idle               int32   `json:"idle"`
-	InUse              int32   `json:"in_use"`
-	Constructing       int32   `json:"constructing"`
-	Waiting            int64   `json:"waiting"`
-	Acquires           int64   `json:"acquires"`
-	EmptyAcquires      int64   `json:"empty_acquires"`
-	CanceledAcquires   int64   `json:"canceled_acquires"`
-	AcquireWaitSeconds float64 `json:"acquire_wait_seconds"`
-}
-
-func poolStatusOf(p *cluster.PoolStats) *poolStatus {
-	if p == nil {
-		return nil
-	}
-	return &poolStatus{
-		Max: p.Max, Total: p.Total, Idle: p.Idle, InUse: p.InUse, Constructing: p.Constructing,
-		Waiting: p.Waiting, Acquires: p.Acquires, EmptyAcquires: p.EmptyAcquires,
-		CanceledAcquires: p.CanceledAcquires, AcquireWaitSeconds: p.AcquireWait.Seconds(),
-	}
+	Database      string             `json:"database,omitempty"`
+	Pool          *cluster.PoolStats `json:"pool,omitempty"`
+	UptimeSeconds float64            `json:"uptime_seconds"`
 }
 
 // handleStatus serves GET /status.
@@ -255,7 +230,7 @@ func (s *Server) newStatusResponse(st cluster.Status, now time.Time) *statusResp
 			DataDir:            st.DataDir,
 			Maintenance:        st.Maintenance,
 			Database:           st.Database,
-			Pool:               poolStatusOf(st.Pool),
+			Pool:               st.Pool,
 			UptimeSeconds:      uptime.Seconds(),
 		},
 	}

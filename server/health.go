@@ -72,7 +72,7 @@ func (s *Server) storeHealth(ctx context.Context) (HealthCheck, cluster.Status) 
 	}
 	c.Name = st.Mode
 	if st.Pool != nil {
-		c.Detail = map[string]any{"database": st.Database, "pool": poolStatusOf(st.Pool)}
+		c.Detail = map[string]any{"database": st.Database, "pool": st.Pool}
 		if err := s.store.Ready(ctx); err != nil {
 			c.Status, c.Error = HealthFailing, err.Error()
 		}

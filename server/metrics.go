@@ -182,7 +182,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPoolAcquires, float64(st.Acquires))
 	counter(descPoolEmpty, float64(st.EmptyAcquires))
 	counter(descPoolCanceled, float64(st.CanceledAcquires))
-	counter(descPoolWait, st.AcquireWait.Seconds())
+	counter(descPoolWait, st.AcquireWaitSeconds)
 	if c.shedder != nil {
 		gauge(descShedTier, float64(c.shedder.current()))
 	}

@@ -164,7 +164,7 @@ func TestServer_Metrics(t *testing.T) {
 func TestServer_PoolMetrics(t *testing.T) {
 	pool := &fakePool{}
 	pool.set(cluster.PoolStats{Max: 10, Total: 7, Idle: 2, InUse: 5, Constructing: 1, Waiting: 3,
-		Acquires: 100, EmptyAcquires: 12, CanceledAcquires: 4, AcquireWait: 1500_000_000})
+		Acquires: 100, EmptyAcquires: 12, CanceledAcquires: 4, AcquireWaitSeconds: 1.5})
 	s, _ := newTestServer(t, &fakeStore{}, Config{PoolStats: pool.stats})
 	closeServer(t, s)
 	fams := scrape(t, s.Handler(), "")

@@ -59,8 +59,9 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 // InternalPrefix is the path under which Config.Internal serves.
 const InternalPrefix = "/internal/"
 
-// requestIDHeader carries the request ID in and out.
-const requestIDHeader = "X-Request-Id"
+// requestIDHeader carries the request ID in and out, and on to the
+// leader when a request is forwarded.
+const requestIDHeader = cluster.RequestIDHeader
 
 // Config tunes a Server. Zero fields take the Default values above.
 type Config struct {

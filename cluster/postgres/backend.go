@@ -513,16 +513,16 @@ func (b *Backend) Status(ctx context.Context) (cluster.Status, error) {
 func (b *Backend) Stats() cluster.PoolStats {
 	s := b.pool.Load().Stat()
 	return cluster.PoolStats{
-		Max:              s.MaxConns(),
-		Total:            s.TotalConns(),
-		Idle:             s.IdleConns(),
-		InUse:            s.AcquiredConns(),
-		Constructing:     s.ConstructingConns(),
-		Waiting:          max(b.waiting.Load(), 0),
-		Acquires:         s.AcquireCount(),
-		EmptyAcquires:    s.EmptyAcquireCount(),
-		CanceledAcquires: s.CanceledAcquireCount(),
-		AcquireWait:      s.AcquireDuration(),
+		Max:                s.MaxConns(),
+		Total:              s.TotalConns(),
+		Idle:               s.IdleConns(),
+		InUse:              s.AcquiredConns(),
+		Constructing:       s.ConstructingConns(),
+		Waiting:            max(b.waiting.Load(), 0),
+		Acquires:           s.AcquireCount(),
+		EmptyAcquires:      s.EmptyAcquireCount(),
+		CanceledAcquires:   s.CanceledAcquireCount(),
+		AcquireWaitSeconds: s.AcquireDuration().Seconds(),
 	}
 }
 

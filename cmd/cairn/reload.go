@@ -18,17 +18,9 @@ import (
 	"github.com/cairndb/cairn/cmd/cairn/config"
 )
 
-// reloadable lists the keys SIGHUP applies to a running node. Any other
+// reloadStep applies the keys it owns from a new configuration. The
+// steps a node registers (see serve) are what SIGHUP can change; any other
 // key that changed is reported as needing a restart and left as it was.
-var reloadable = []string{
-	"log.level", "log.format",
-	"backup.cron", "backup.timezone", "backup.keep_days_local", "backup.keep_days", "backup.failure_critical_after",
-	"s3.key", "s3.secret",
-	"auth.users", "auth.metrics",
-	"db.max_connections", "db.min_connections", "db.connect_timeout", "db.statement_timeout",
-}
-
-// reloadStep applies the reloadable keys it owns from a new configuration.
 type reloadStep struct {
 	// keys are the keys the step applies; it runs when one changed.
 	keys  []string
@@ -92,8 +84,9 @@ func (r *reloader) reload(ctx context.Context) (applied, restart []string, err e
 	if err != nil {
 		return nil, nil, fmt.Errorf("read configuration: %w", err)
 	}
+	// A key no step of this node applies needs a restart.
 	for _, k := range config.Changed(r.start, next) {
-		if !slices.Contains(reloadable, k) {
+		if !slices.ContainsFunc(r.steps, func(st reloadStep) bool { return slices.Contains(st.keys, k) }) {
 			restart = append(restart, k)
 		}
 	}
