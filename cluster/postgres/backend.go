@@ -229,10 +229,10 @@ func (b *Backend) run(ctx context.Context, req *command.Request, readOnly bool) 
 	defer conn.Release()
 
 	stmts := req.GetStatements()
-	tx := req.GetTransaction() || (readOnly && len(stmts) > 1)
+	stopOnError := req.GetTransaction()
 	var q querier = conn
 	var ptx pgx.Tx
-	if tx || readOnly {
+	if stopOnError || readOnly {
 		opts := pgx.TxOptions{}
 		if readOnly {
 			opts = pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}
@@ -244,7 +244,6 @@ func (b *Backend) run(ctx context.Context, req *command.Request, readOnly bool) 
 		defer ptx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
 		q = ptx
 	}
-	stopOnError := req.GetTransaction()
 	results := make([]command.Result, 0, len(stmts))
 	// committed says whether an earlier statement of this request has
 	// already committed on its own (no transaction).
@@ -277,7 +276,7 @@ func (b *Backend) run(ctx context.Context, req *command.Request, readOnly bool) 
 			}
 			res.Error = err.Error()
 		}
-		if ptx == nil && !readOnly {
+		if ptx == nil { // autocommit: a write, since reads always run in ptx
 			committed = true
 		}
 		results = append(results, res)
