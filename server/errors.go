@@ -35,10 +35,8 @@ func writeKindOf(ep endpoint) writeKind {
 type apiError struct {
 	status int
 	msg    string
-	// retry asks the client to retry after a second (Retry-After: 1).
-	retry bool
 	// retryAfter, when positive, asks the client to retry after that many
-	// seconds instead.
+	// seconds (Retry-After).
 	retryAfter int
 }
 
@@ -59,7 +57,7 @@ func mapError(err error, kind writeKind, timeout time.Duration) apiError {
 		return apiError{status: http.StatusBadRequest, msg: err.Error()}
 	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrUnavailable),
 		errors.Is(err, cluster.ErrMaintenance):
-		return apiError{status: http.StatusServiceUnavailable, msg: err.Error(), retry: true}
+		return apiError{status: http.StatusServiceUnavailable, msg: err.Error(), retryAfter: 1}
 	case errors.Is(err, cluster.ErrUnknownOutcome):
 		if kind == readOnly {
 			kind = writes

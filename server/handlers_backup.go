@@ -104,7 +104,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request, pretty boo
 		if s.sendToLeader(w, r) {
 			return
 		}
-		s.writeError(w, r, apiError{status: http.StatusServiceUnavailable, msg: err.Error() + " and no leader is known", retry: true}, pretty)
+		s.writeError(w, r, apiError{status: http.StatusServiceUnavailable, msg: err.Error() + " and no leader is known", retryAfter: 1}, pretty)
 		return
 	case errors.Is(err, backup.ErrBusy):
 		s.writeError(w, r, apiError{status: http.StatusConflict, msg: err.Error()}, pretty)

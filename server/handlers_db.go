@@ -144,7 +144,7 @@ func (s *Server) redirectToLeader(w http.ResponseWriter, r *http.Request) bool {
 	case !follower:
 		return false
 	case target == "":
-		s.writeError(w, r, apiError{status: http.StatusServiceUnavailable, msg: cluster.ErrNoLeader.Error(), retry: true}, false)
+		s.writeError(w, r, apiError{status: http.StatusServiceUnavailable, msg: cluster.ErrNoLeader.Error(), retryAfter: 1}, false)
 	default:
 		http.Redirect(w, r, target, http.StatusMovedPermanently)
 	}

@@ -479,11 +479,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, e apiError, 
 	if info := infoFrom(r.Context()); info != nil && info.err == nil {
 		info.err = errors.New(e.msg)
 	}
-	switch {
-	case e.retryAfter > 0:
+	if e.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
-	case e.retry:
-		w.Header().Set("Retry-After", "1")
 	}
 	if err := writeJSON(w, e.status, errorResponse{Error: e.msg}, pretty); err != nil {
 		s.noteWriteError(r, err)
