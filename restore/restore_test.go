@@ -26,6 +26,7 @@ import (
 
 	"github.com/cairndb/cairn/backup"
 	"github.com/cairndb/cairn/backup/format"
+	"github.com/cairndb/cairn/internal/testproc"
 )
 
 var testMembers = []raft.Server{
@@ -235,26 +236,7 @@ func checkRaftState(t *testing.T, dataDir string, db []byte) {
 		t.Errorf("HasExistingState = %v, %v; want true", ok, err)
 	}
 
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		want := fs.FileMode(0o600)
-		if d.IsDir() {
-			want = 0o700
-		}
-		if fi.Mode().Perm() != want {
-			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testproc.CheckPrivate(t, dir)
 	for _, n := range []string{"raft.new", "raft.old", "raft/restore.json"} {
 		if _, err := os.Lstat(filepath.Join(dataDir, n)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s left behind (%v)", n, err)

@@ -1,12 +1,16 @@
-// Package testproc holds what the test packages that run real servers
-// (pgtest, s3test) share: finding an executable, choosing a free loopback
-// port, and quoting the end of a server's log in a failure message.
+// Package testproc holds what tests that run real processes share:
+// finding an executable, choosing a free loopback port, quoting the end of
+// a server's log in a failure message, and checking that a data directory
+// is private.
 package testproc
 
 import (
 	"bytes"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
+	"testing"
 )
 
 // IsExecutable reports whether p is a regular file someone may execute.
@@ -42,4 +46,30 @@ func LogTail(path, what string) string {
 		b = b[len(b)-max:]
 	}
 	return what + ":\n" + string(bytes.TrimSpace(b))
+}
+
+// CheckPrivate fails t for every file under dir whose mode is not 0600 and
+// every directory whose mode is not 0700: what a node's data must be.
+func CheckPrivate(t testing.TB, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

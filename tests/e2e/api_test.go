@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairndb/cairn/internal/testproc"
 )
 
 // TestAPI_WriteAndRead writes rows through the HTTP API of a real node, with
@@ -190,20 +190,5 @@ func TestServe_FilePermissions(t *testing.T) {
 	n.start()
 	n.execute(`["CREATE TABLE t (v)", "INSERT INTO t VALUES (1)"]`)
 	n.stop()
-	err := filepath.Walk(n.dataDir, func(path string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		want := os.FileMode(0o600)
-		if fi.IsDir() {
-			want = 0o700
-		}
-		if fi.Mode().Perm() != want {
-			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testproc.CheckPrivate(t, n.dataDir)
 }
