@@ -410,7 +410,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	err := s.store.Ready(ctx)
+	err := s.ready(ctx)
 	switch {
 	case err == nil:
 		s.writeText(w, r, http.StatusOK, "[+]node ok\n[+]leader ok\n[+]store ok")

@@ -73,7 +73,7 @@ func (s *Server) storeHealth(ctx context.Context) (HealthCheck, cluster.Status) 
 	c.Name = st.Mode
 	if st.Pool != nil {
 		c.Detail = map[string]any{"database": st.Database, "pool": st.Pool}
-		if err := s.store.Ready(ctx); err != nil {
+		if err := s.ready(ctx); err != nil {
 			c.Status, c.Error = HealthFailing, err.Error()
 		}
 		return c, st
@@ -85,8 +85,19 @@ func (s *Server) storeHealth(ctx context.Context) (HealthCheck, cluster.Status) 
 	c.Detail = map[string]any{"state": st.State, "leader": st.Leader.ID, "term": st.Term,
 		"commit_index": st.CommitIndex, "applied_index": st.AppliedIndex, "apply_lag": lag,
 		"last_contact_seconds": st.LastContact.Seconds(), "db_size": st.DBSize}
-	if err := s.store.Ready(ctx); err != nil {
+	if err := s.ready(ctx); err != nil {
 		c.Status, c.Error = HealthFailing, err.Error()
 	}
 	return c, st
+}
+
+// ready is the store's readiness, then Config.Ready's.
+func (s *Server) ready(ctx context.Context) error {
+	if err := s.store.Ready(ctx); err != nil {
+		return err
+	}
+	if s.cfg.Ready != nil {
+		return s.cfg.Ready(ctx)
+	}
+	return nil
 }

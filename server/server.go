@@ -97,6 +97,9 @@ type Config struct {
 	BackupsDisabled string
 	// Health adds subsystems (backups, S3, disk) to /healthz.
 	Health HealthFunc
+	// Ready, when set, is a readiness condition beyond the store's (the
+	// schema holding every migration): /readyz and /healthz need both.
+	Ready func(ctx context.Context) error
 	// Collectors are added to /metrics.
 	Collectors []prometheus.Collector
 	// Pprof serves net/http/pprof under /debug/pprof/.

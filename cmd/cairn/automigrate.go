@@ -158,7 +158,7 @@ func transient(me *migrations.MigrationError) bool {
 }
 
 // ready is nil once the schema is current.
-func (g *schemaGate) ready() error {
+func (g *schemaGate) ready(context.Context) error {
 	if g.current.Load() {
 		return nil
 	}
@@ -168,19 +168,4 @@ func (g *schemaGate) ready() error {
 		return g.problem
 	}
 	return errors.New("migrations: not checked yet")
-}
-
-// gatedNode is the Raft node with readiness that also waits for the
-// schema; every other method is the node's.
-type gatedNode struct {
-	*cluster.Node
-	gate *schemaGate
-}
-
-// Ready adds the schema to the node's readiness.
-func (n gatedNode) Ready(ctx context.Context) error {
-	if err := n.Node.Ready(ctx); err != nil {
-		return err
-	}
-	return n.gate.ready()
 }

@@ -203,7 +203,8 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 	c.Authenticate = func(r *http.Request, body []byte) error {
 		return cluster.VerifyRequest(r, []byte(cfg.Cluster.Secret.Value()), body, time.Now())
 	}
-	srv := server.New(c, gatedNode{Node: node, gate: gate}, logger)
+	c.Ready = gate.ready
+	srv := server.New(c, node, logger)
 	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 		defer cancel()

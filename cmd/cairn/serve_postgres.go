@@ -36,21 +36,6 @@ func postgresConfig(cfg *config.Config, logger *slog.Logger) postgres.Config {
 	}
 }
 
-// gatedPostgres is the Postgres backend with readiness that also waits
-// for the schema.
-type gatedPostgres struct {
-	*postgres.Backend
-	gate *schemaGate
-}
-
-// Ready adds the schema to the backend's readiness.
-func (p gatedPostgres) Ready(ctx context.Context) error {
-	if err := p.Backend.Ready(ctx); err != nil {
-		return err
-	}
-	return p.gate.ready()
-}
-
 // servePostgres runs a node in Postgres mode until ctx is cancelled: the
 // HTTP API on a PostgreSQL pool, no Raft, no backups. PostgreSQL need not
 // be up at start: /readyz says so until it is.
@@ -79,7 +64,8 @@ func servePostgres(ctx context.Context, cfg *config.Config, ops serverOps, reloa
 	c := baseServerConfig(cfg, ops)
 	c.BackupsDisabled = postgresNoBackups
 	c.PoolStats = pg.Stats
-	srv := server.New(c, gatedPostgres{Backend: pg, gate: gate}, logger)
+	c.Ready = gate.ready
+	srv := server.New(c, pg, logger)
 	reload.on(authStep(srv), "auth.users", "auth.metrics")
 	bg.Go(func() { reload.run(bgCtx) })
 	if err := srv.Listen(cfg.Node.HTTPAddr); err != nil {
