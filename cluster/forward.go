@@ -376,11 +376,11 @@ func (n *Node) memberCount() int {
 	if n.raft == nil {
 		return len(n.cfg.Members)
 	}
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
+	servers, err := n.servers()
+	if err != nil {
 		return len(n.cfg.Members)
 	}
-	return len(f.Configuration().Servers)
+	return len(servers)
 }
 
 // refuse answers 401 with the reason, which never holds the secret, and

@@ -35,19 +35,16 @@ func (n *Node) Join(ctx context.Context, m Member) error {
 	}
 	// Whatever came of it, the member table may have changed.
 	defer n.forgetHTTPAddrs()
-	if err := n.checkLeader(); err != nil {
+	servers, err := n.leaderServers()
+	if err != nil {
 		return err
-	}
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return fmt.Errorf("read configuration: %w", err)
 	}
 	wantSuffrage := raft.Nonvoter
 	if m.Voter {
 		wantSuffrage = raft.Voter
 	}
 	known := false
-	for _, s := range f.Configuration().Servers {
+	for _, s := range servers {
 		sameID, sameAddr := s.ID == raft.ServerID(m.ID), s.Address == raft.ServerAddress(m.RaftAddr)
 		switch {
 		case sameID && sameAddr && s.Suffrage == wantSuffrage:
@@ -83,15 +80,12 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: an id is required", ErrInvalidMember)
 	}
 	defer n.forgetHTTPAddrs()
-	if err := n.checkLeader(); err != nil {
+	servers, err := n.leaderServers()
+	if err != nil {
 		return err
 	}
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return fmt.Errorf("read configuration: %w", err)
-	}
 	found, voters := false, 0
-	for _, s := range f.Configuration().Servers {
+	for _, s := range servers {
 		if s.Suffrage == raft.Voter {
 			voters++
 		}
@@ -114,6 +108,15 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 	}
 	n.logger.Info("member removed", "member", id)
 	return nil
+}
+
+// leaderServers is the configuration's servers, read on the leader: a
+// membership change must run there.
+func (n *Node) leaderServers() ([]raft.Server, error) {
+	if err := n.checkLeader(); err != nil {
+		return nil, err
+	}
+	return n.servers()
 }
 
 func (n *Node) setMemberHTTP(ctx context.Context, id, httpAddr string) error {

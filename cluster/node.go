@@ -345,13 +345,20 @@ func (n *Node) shutdownRaft() error {
 	return errors.Join(err, n.transport.Close(), n.store.Close())
 }
 
-func (n *Node) voters() int {
+// servers is the current Raft configuration's servers.
+func (n *Node) servers() ([]raft.Server, error) {
 	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return 0
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("read raft configuration: %w", err)
 	}
+	return f.Configuration().Servers, nil
+}
+
+// voters counts the voters of the configuration (0 if it cannot be read).
+func (n *Node) voters() int {
+	servers, _ := n.servers()
 	v := 0
-	for _, s := range f.Configuration().Servers {
+	for _, s := range servers {
 		if s.Suffrage == raft.Voter {
 			v++
 		}
@@ -687,11 +694,11 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	if addr != "" {
 		st.Leader = Member{ID: string(leader), RaftAddr: string(addr), HTTPAddr: httpAddr[string(leader)], Voter: true}
 	}
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return st, fmt.Errorf("read raft configuration: %w", err)
+	servers, err := n.servers()
+	if err != nil {
+		return st, err
 	}
-	for _, s := range f.Configuration().Servers {
+	for _, s := range servers {
 		st.Members = append(st.Members, Member{
 			ID:       string(s.ID),
 			RaftAddr: string(s.Address),
