@@ -56,18 +56,16 @@ func newScheduler(cfg *config.Config, src backup.Source, isLeader func() bool, l
 	}
 	local := backup.NewLocal(backupDir(cfg.Node.DataDir))
 	var remote *swapStore
-	var remoteStoreI backup.Store // nil interface without S3, not a nil *swapStore
 	if st, err := remoteStore(cfg); err != nil {
 		return nil, nil, nil, err
 	} else if st != nil {
 		remote = newSwapStore(st)
-		remoteStoreI = remote
 	}
 	day := 24 * time.Hour
 	s := backup.NewScheduler(backup.Config{
 		Schedule:   sched,
 		Local:      local,
-		Remote:     remoteStoreI,
+		Remote:     remote.store(),
 		KeepLocal:  time.Duration(cfg.Backup.KeepDaysLocal) * day,
 		KeepRemote: time.Duration(cfg.Backup.KeepDays) * day,
 		KeyRing:    ring,

@@ -177,6 +177,15 @@ func newSwapStore(st *s3.Store) *swapStore {
 
 func (s *swapStore) set(st *s3.Store) { s.cur.Store(st) }
 
+// store is s as a backup.Store: a nil interface, not a nil *swapStore,
+// when there is no S3.
+func (s *swapStore) store() backup.Store {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
 // Put stores a backup.
 func (s *swapStore) Put(ctx context.Context, info backup.Info, r io.Reader) error {
 	return s.cur.Load().Put(ctx, info, r)

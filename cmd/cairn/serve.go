@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cairndb/cairn/backup"
 	"github.com/cairndb/cairn/cluster"
 	"github.com/cairndb/cairn/cmd/cairn/config"
 	"github.com/cairndb/cairn/migrations"
@@ -172,10 +171,8 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 	sched.Start(ctx)
 	health := &nodeHealth{sched: sched, dataDir: cfg.Node.DataDir}
 	health.setFailureCritical(cfg.Backup.FailureCriticalAfter)
-	var remoteStore backup.Store // nil interface without S3
 	if remote != nil {
 		health.s3 = remote
-		remoteStore = remote
 	}
 	gate, err := newSchemaGate(cfg, node, migrations.SQLite, nil, node.IsLeader, logger)
 	if err != nil {
@@ -197,7 +194,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, env []string, l
 
 	c := baseServerConfig(cfg, ops)
 	c.Internal = node.InternalHandler()
-	c.Backups = &backupService{sched: sched, local: local, remote: remoteStore}
+	c.Backups = &backupService{sched: sched, local: local, remote: remote.store()}
 	c.Health = health.checks
 	c.Collectors = append(backupCollectors(sched), nodeCollectors(node, restored)...)
 	c.Authenticate = func(r *http.Request, body []byte) error {
